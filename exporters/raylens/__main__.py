@@ -1,0 +1,3 @@
+from raylens.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""The ``raylens`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from raylens import __version__
+from raylens.config import ConfigError, RaylensConfig, load_config
+from raylens.logs import configure_logging
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        type=Path,
+        default=os.environ.get("RAYLENS_CONFIG_FILE") or None,
+        help="raylens.yaml (default: $RAYLENS_CONFIG_FILE, else built-in defaults)",
+    )
+
+
+def _exporter_overrides(args: argparse.Namespace) -> dict[tuple[str, ...], tuple[str, Any]]:
+    collectors = None
+    if args.collectors is not None:
+        collectors = [name.strip() for name in args.collectors.split(",") if name.strip()]
+    return {
+        ("exporter", "listen_address"): ("flag --web.listen-address", args.listen_address),
+        ("exporter", "web_config_file"): ("flag --web.config.file", args.web_config_file),
+        ("exporter", "collectors"): ("flag --collectors", collectors),
+        ("log", "level"): ("flag --log.level", args.log_level),
+        ("log", "format"): ("flag --log.format", args.log_format),
+    }
+
+
+def _load(args: argparse.Namespace, overrides: dict[tuple[str, ...], tuple[str, Any]]) -> RaylensConfig:
+    return load_config(args.config_file, overrides=overrides)
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    from raylens.exporter import load_exporter_web_config, run_exporter
+
+    config = _load(args, _exporter_overrides(args))
+    web_config = load_exporter_web_config(config)
+    configure_logging(config.log.level, config.log.format)
+    run_exporter(config, web_config)
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from raylens.exporter import load_exporter_web_config
+
+    config = load_config(args.file)
+    load_exporter_web_config(config)
+    print(f"{args.file}: OK")
+    print(config.model_dump_json(indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raylens", description="Observability and cost bundle for Ray clusters."
+    )
+    parser.add_argument("--version", action="version", version=f"raylens {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    exporter = commands.add_parser("exporter", help="serve /metrics for Prometheus")
+    _add_config_flags(exporter)
+    exporter.add_argument("--web.listen-address", dest="listen_address", help="host:port (default :9965)")
+    exporter.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        help="exporter-toolkit web config for TLS and basic auth",
+    )
+    exporter.add_argument("--collectors", help="comma-separated collectors to enable (default: node)")
+    exporter.add_argument("--log.level", dest="log_level", help="debug, info, warning or error")
+    exporter.add_argument("--log.format", dest="log_format", help="json (default) or text")
+    exporter.set_defaults(handler=cmd_exporter)
+
+    config = commands.add_parser("config", help="work with raylens.yaml")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    check = config_commands.add_parser("check", help="validate a config file without starting anything")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=cmd_config_check)
+
+    from raylens.stack.cli import add_stack_commands
+
+    add_stack_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        print(f"raylens: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

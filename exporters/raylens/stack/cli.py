@@ -1,0 +1,64 @@
+"""``raylens up`` and ``raylens down``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from raylens.stack.processes import StartError
+from raylens.stack.tools import MissingToolError
+from raylens.stack.up import Stack, StackOptions, default_state_dir, stop_recorded
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    options = StackOptions(
+        state_dir=args.state_dir,
+        allow_install=not args.no_install,
+        scrape_interval=args.scrape_interval,
+    )
+    stack = Stack(options)
+    try:
+        urls = stack.up()
+    except (StartError, MissingToolError) as error:
+        print(f"raylens up failed: {error}")
+        return 1
+    print("\nraylens is up:")
+    for name, url in urls.items():
+        print(f"  {name:<11} {url}")
+    print(f"  {'logs':<11} {options.state_dir / 'logs'}")
+    print(
+        "Try: curl -s '"
+        + urls["prometheus"]
+        + "/api/v1/query?query=instance:raylens_node_cpu_utilisation:rate5m'"
+    )
+    print("Press Ctrl-C to stop (or run `raylens down`).")
+    try:
+        stack.serve_until_stopped()
+    finally:
+        stack.down()
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    return 1 if stop_recorded(args.state_dir) else 0
+
+
+def add_stack_commands(commands: argparse._SubParsersAction) -> None:
+    up = commands.add_parser("up", help="run the local stack on loopback until Ctrl-C")
+    up.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default_state_dir(),
+        help="logs, data and PIDs (default: %(default)s)",
+    )
+    up.add_argument(
+        "--no-install", action="store_true", help="never install missing tools; fail with the command to run"
+    )
+    up.add_argument(
+        "--scrape-interval", default="5s", help="Prometheus scrape and rule interval (default: %(default)s)"
+    )
+    up.set_defaults(handler=cmd_up)
+
+    down = commands.add_parser("down", help="stop what `raylens up` started, by PID")
+    down.add_argument("--state-dir", type=Path, default=default_state_dir())
+    down.set_defaults(handler=cmd_down)

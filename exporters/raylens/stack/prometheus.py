@@ -1,0 +1,59 @@
+"""Laying out a Prometheus working folder from the bundle's provisioning and rule files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+RULE_FOLDERS = {"recording": "recording-rules", "alerting": "alerting-rules"}
+
+
+def prepare_prometheus_dir(
+    bundle: Path,
+    target_dir: Path,
+    exporter_targets: list[str],
+    scrape_interval: str | None = None,
+    alertmanager_targets: list[str] | None = None,
+) -> Path:
+    """Copy ``provisioning/prometheus`` and the rules into ``target_dir``; write the target files.
+
+    The shipped ``prometheus.yml`` is used unchanged except for the intervals (tests scrape every
+    second) and the Alertmanager targets; returns the config path.
+    """
+    target_dir.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((bundle / "provisioning" / "prometheus" / "prometheus.yml").read_text())
+    if scrape_interval:
+        config.setdefault("global", {}).update(
+            scrape_interval=scrape_interval, evaluation_interval=scrape_interval
+        )
+    if alertmanager_targets:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanager_targets}]}]}
+    config_path = target_dir / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    targets = target_dir / "targets"
+    targets.mkdir(exist_ok=True)
+    (targets / "raylens.json").write_text(json.dumps([{"targets": exporter_targets, "labels": {}}], indent=2))
+
+    for name, source in RULE_FOLDERS.items():
+        destination = target_dir / "rules" / name
+        if destination.exists():
+            shutil.rmtree(destination)
+        shutil.copytree(bundle / source, destination)
+    return config_path
+
+
+def prometheus_argv(binary: str, config_path: Path, data_dir: Path, listen: str) -> list[str]:
+    return [
+        binary,
+        f"--config.file={config_path}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address={listen}",
+        "--web.enable-lifecycle",
+        # The default 1m delay drops the first notification while Alertmanager is being discovered.
+        "--rules.alert.resend-delay=1s",
+        "--log.level=warn",
+    ]

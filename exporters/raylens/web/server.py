@@ -1,0 +1,134 @@
+"""The exporter's HTTP(S) server: ``/metrics``, a landing page on ``/``, and ``/healthz``.
+
+``/metrics`` is prometheus-client's own WSGI app, so gzip, OpenMetrics content negotiation and
+``name[]`` filtering behave exactly as in every client_python exporter. TLS and basic auth come from
+an exporter-toolkit web config (see ``webconfig.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import bcrypt
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from raylens import __version__
+from raylens.web.webconfig import WebConfig
+
+log = logging.getLogger("raylens.web")
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    # A scrape that arrives while another is in flight must not be refused.
+    request_queue_size = 64
+
+
+class _ThreadingServerV6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http request", extra={"client": self.client_address[0], "request": format % args})
+
+
+class BasicAuth:
+    """Checks ``Authorization: Basic`` against bcrypt hashes.
+
+    bcrypt costs tens of milliseconds by design; a verified (user, password) pair is remembered by
+    its SHA-256 so that a scrape every few seconds does not pay that each time (exporter-toolkit
+    caches the same way).
+    """
+
+    def __init__(self, users: dict[str, str]):
+        self._users = {user: hashed.encode() for user, hashed in users.items()}
+        self._verified: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def allows(self, header: str | None) -> bool:
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        hashed = self._users.get(user)
+        if hashed is None:
+            return False
+        key = hashlib.sha256(hashed + b"\0" + password.encode()).digest()
+        with self._lock:
+            if any(hmac.compare_digest(key, seen) for seen in self._verified):
+                return True
+        if not bcrypt.checkpw(password.encode(), hashed):
+            return False
+        with self._lock:
+            self._verified.add(key)
+        return True
+
+
+def _landing_page(collectors: list[str]) -> bytes:
+    items = "".join(f"<li>{html.escape(name)}</li>" for name in collectors)
+    return (
+        "<!doctype html><html><head><title>raylens exporter</title></head><body>"
+        f"<h1>raylens exporter {html.escape(__version__)}</h1>"
+        '<p><a href="metrics">Metrics</a> · <a href="healthz">Health</a></p>'
+        f"<p>Collectors:</p><ul>{items}</ul></body></html>"
+    ).encode()
+
+
+def make_app(registry: CollectorRegistry, web_config: WebConfig, collectors: list[str]) -> WsgiApp:
+    metrics_app = make_wsgi_app(registry)
+    auth = BasicAuth(web_config.basic_auth_users) if web_config.basic_auth_users else None
+    extra_headers = list(web_config.http_server_config.headers.items())
+    landing = _landing_page(collectors)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, headers + extra_headers, exc_info)
+
+        if auth is not None and not auth.allows(environ.get("HTTP_AUTHORIZATION")):
+            respond(
+                "401 Unauthorized",
+                [("WWW-Authenticate", 'Basic realm="raylens"'), ("Content-Type", "text/plain")],
+            )
+            return [b"Unauthorized\n"]
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, respond)
+        if path == "/healthz":
+            respond("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"ok\n"]
+        if path == "/":
+            respond("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [landing]
+        respond("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"Not found; try /metrics\n"]
+
+    return app
+
+
+def make_http_server(host: str, port: int, app: WsgiApp, web_config: WebConfig) -> WSGIServer:
+    """Bind (port 0 picks a free one) and, with a TLS config, wrap the listening socket."""
+    if not host:
+        # Empty host means every interface, IPv6 too where the kernel offers dual stack.
+        host = "::" if socket.has_dualstack_ipv6() else "0.0.0.0"
+    server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
+    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    tls = web_config.tls_server_config
+    if tls is not None:
+        server.socket = tls.ssl_context().wrap_socket(server.socket, server_side=True)
+    return server
