@@ -61,6 +61,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs_build(args: argparse.Namespace) -> int:
+    from raylens.reference import CONFIG_REFERENCE_PATH, config_reference_markdown
+    from raylens.stack.tools import bundle_root
+
+    target = bundle_root() / CONFIG_REFERENCE_PATH
+    target.write_text(config_reference_markdown())
+    print(f"wrote {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raylens", description="Observability and cost bundle for Ray clusters."
@@ -87,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config file without starting anything")
     check.add_argument("file", type=Path)
     check.set_defaults(handler=cmd_config_check)
+
+    docs = commands.add_parser("docs", help="regenerate reference documentation from code")
+    docs_commands = docs.add_subparsers(dest="docs_command", required=True, metavar="SUBCOMMAND")
+    docs_commands.add_parser("build", help="write docs/config-reference.md").set_defaults(
+        handler=cmd_docs_build
+    )
 
     from raylens.stack.cli import add_stack_commands
 

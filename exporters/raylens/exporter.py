@@ -29,7 +29,9 @@ class BuildInfoCollector(PrometheusCollector):
 
 
 def build_registry(config: RaylensConfig) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
+    # Our collectors cannot describe themselves without scraping; registering them as "without
+    # names" keeps them out of collection at registration and still lets `?name[]=` filter them.
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     registry.register(ScrapeHealthCollector(build_collectors(config)))
     registry.register(BuildInfoCollector())
     ProcessCollector(registry=registry)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from raylens.stack.processes import StartError
 from raylens.stack.tools import MissingToolError
-from raylens.stack.up import Stack, StackOptions, default_state_dir, stop_recorded
+from raylens.stack.up import Stack, StackOptions, default_state_dir, say_now, stop_recorded
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -20,18 +20,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         urls = stack.up()
     except (StartError, MissingToolError) as error:
-        print(f"raylens up failed: {error}")
+        say_now(f"raylens up failed: {error}")
         return 1
-    print("\nraylens is up:")
+    say_now("\nraylens is up:")
     for name, url in urls.items():
-        print(f"  {name:<11} {url}")
-    print(f"  {'logs':<11} {options.state_dir / 'logs'}")
-    print(
+        say_now(f"  {name:<11} {url}")
+    say_now(f"  {'logs':<11} {options.state_dir / 'logs'}")
+    say_now(
         "Try: curl -s '"
         + urls["prometheus"]
         + "/api/v1/query?query=instance:raylens_node_cpu_utilisation:rate5m'"
     )
-    print("Press Ctrl-C to stop (or run `raylens down`).")
     try:
         stack.serve_until_stopped()
     finally:

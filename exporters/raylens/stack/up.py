@@ -27,6 +27,11 @@ from raylens.stack.tools import bundle_root, ensure_tools
 STATE_FILE = "stack.json"
 
 
+def say_now(message: str) -> None:
+    # Progress must reach a pipe (CI logs, `| tee`) as it happens, not when the buffer fills.
+    print(message, flush=True)
+
+
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "raylens"
@@ -43,7 +48,7 @@ class StackOptions:
 
 
 class Stack:
-    def __init__(self, options: StackOptions, say: Callable[[str], None] = print):
+    def __init__(self, options: StackOptions, say: Callable[[str], None] = say_now):
         self.options = options
         self.say = say
         self.processes: list[ManagedProcess] = []
@@ -53,6 +58,8 @@ class Stack:
         started = time.monotonic()
         self.say(f"[....] {title}")
         detail = action()
+        if self.processes:
+            self._write_state()  # record URLs as they become known
         elapsed = time.monotonic() - started
         self.say(f"[ ok ] {title} ({elapsed:.1f}s){': ' + detail if detail else ''}")
 
@@ -162,6 +169,7 @@ class Stack:
         (self.options.state_dir / STATE_FILE).unlink(missing_ok=True)
 
     def serve_until_stopped(self) -> None:
+        """Block until SIGINT/SIGTERM or until a component dies (then say which, with its log)."""
         stop = threading.Event()
 
         def request_stop(_signum: int, _frame: object) -> None:
@@ -169,6 +177,7 @@ class Stack:
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
+        self.say("Press Ctrl-C to stop (or run `raylens down`).")
         while not stop.wait(1.0):
             for process in self.processes:
                 if process.popen is not None and process.popen.poll() is not None:
@@ -185,7 +194,7 @@ def read_state(state_dir: Path) -> dict | None:
         return None
 
 
-def stop_recorded(state_dir: Path, say: Callable[[str], None] = print) -> int:
+def stop_recorded(state_dir: Path, say: Callable[[str], None] = say_now) -> int:
     """Stop the processes a previous ``up`` recorded; return how many could not be stopped."""
     state = read_state(state_dir)
     if state is None:
