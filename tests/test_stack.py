@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from raylens.stack.up import read_state
+from raylens.stack.up import read_state, stop_recorded
 
 
 def alive(pid: int) -> bool:
@@ -21,6 +21,13 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def cleanup(up: subprocess.Popen[str], state_dir: Path) -> None:
+    """On a failed assertion, stop children by their recorded PIDs before killing the supervisor."""
+    if up.poll() is None:
+        stop_recorded(state_dir, say=lambda _message: None)
+        up.kill()
 
 
 def start_up(state_dir: Path) -> subprocess.Popen[str]:
@@ -80,8 +87,7 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path) -> None:
         assert not any(alive(pid) for pid in pids)
         assert not (tmp_path / "stack.json").exists()
     finally:
-        if up.poll() is None:
-            up.kill()
+        cleanup(up, tmp_path)
 
 
 def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -95,8 +101,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert up.wait(timeout=30) == 0
         assert not any(alive(pid) for pid in pids)
     finally:
-        if up.poll() is None:
-            up.kill()
+        cleanup(up, tmp_path)
 
 
 def test_a_failing_step_shows_the_log_and_leaves_nothing_running(tmp_path: Path) -> None:
