@@ -16,9 +16,11 @@ from typing import Any
 
 import requests
 
+from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
 from raylens.stack.ports import free_port
 from raylens.stack.processes import ManagedProcess
 from raylens.stack.prometheus import prepare_prometheus_dir, prometheus_argv
+from raylens.stack.sink import read_notifications
 from raylens.stack.tools import bundle_root, find_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,12 +86,17 @@ class RunningPrometheus:
 
 @contextmanager
 def running_prometheus(
-    tmp_path: Path, exporter_targets: Sequence[str], scrape_interval: str = "1s"
+    tmp_path: Path,
+    exporter_targets: Sequence[str],
+    scrape_interval: str = "1s",
+    alertmanager_targets: Sequence[str] | None = None,
 ) -> Iterator[RunningPrometheus]:
     binary = find_tool("prometheus")
     assert binary, "prometheus is not installed; run scripts/setup.sh"
     work = tmp_path / "prometheus"
-    config = prepare_prometheus_dir(bundle_root(), work, list(exporter_targets), scrape_interval)
+    config = prepare_prometheus_dir(
+        bundle_root(), work, list(exporter_targets), scrape_interval, list(alertmanager_targets or [])
+    )
     listen = f"127.0.0.1:{free_port()}"
     process = ManagedProcess(
         "prometheus",
@@ -101,5 +108,61 @@ def running_prometheus(
     try:
         process.wait_ready(timeout=30)
         yield RunningPrometheus(process, f"http://{listen}", config)
+    finally:
+        process.stop()
+
+
+@dataclass
+class RunningSink:
+    process: ManagedProcess
+    address: str
+    log_path: Path
+
+    def notifications(self) -> list[dict[str, Any]]:
+        return read_notifications(self.log_path)
+
+
+@contextmanager
+def running_sink(tmp_path: Path) -> Iterator[RunningSink]:
+    """The local webhook sink `raylens up` uses, writing notifications to a JSON-lines file."""
+    address = f"127.0.0.1:{free_port()}"
+    log_path = tmp_path / "notifications.jsonl"
+    argv = [sys.executable, "-m", "raylens.stack.sink", f"--listen={address}", f"--log={log_path}"]
+    process = ManagedProcess("sink", argv, tmp_path / "sink.log", f"http://{address}/healthz")
+    process.start()
+    try:
+        process.wait_ready(timeout=20)
+        yield RunningSink(process, address, log_path)
+    finally:
+        process.stop()
+
+
+@dataclass
+class RunningAlertmanager:
+    process: ManagedProcess
+    address: str
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return requests.get(f"http://{self.address}/api/v2/alerts", timeout=10).json()
+
+
+@contextmanager
+def running_alertmanager(tmp_path: Path, sink_address: str) -> Iterator[RunningAlertmanager]:
+    """A real Alertmanager with the shipped routing, its webhooks pointed at ``sink_address``."""
+    binary = find_tool("prometheus-alertmanager")
+    assert binary, "prometheus-alertmanager is not installed; run scripts/setup.sh"
+    work = tmp_path / "alertmanager"
+    config = prepare_alertmanager_dir(bundle_root(), work, sink_address)
+    address = f"127.0.0.1:{free_port()}"
+    process = ManagedProcess(
+        "alertmanager",
+        alertmanager_argv(binary, config, work / "data", address),
+        work / "alertmanager.log",
+        f"http://{address}/-/ready",
+    )
+    process.start()
+    try:
+        process.wait_ready(timeout=30)
+        yield RunningAlertmanager(process, address)
     finally:
         process.stop()

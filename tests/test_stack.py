@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import requests
 
 from raylens.stack.up import read_state, stop_recorded
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def alive(pid: int) -> bool:
@@ -68,7 +71,12 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path) -> None:
         state = read_state(tmp_path)
         assert state is not None
         pids = [component["pid"] for component in state["components"]]
-        assert [component["name"] for component in state["components"]] == ["exporter", "prometheus"]
+        assert [component["name"] for component in state["components"]] == [
+            "sink",
+            "alertmanager",
+            "exporter",
+            "prometheus",
+        ]
         assert all(alive(pid) for pid in pids)
         prometheus = state["urls"]["prometheus"]
         answer = requests.get(
@@ -109,6 +117,7 @@ def test_a_failing_step_shows_the_log_and_leaves_nothing_running(tmp_path: Path)
     bundle = tmp_path / "bundle"
     for folder in ("provisioning/prometheus", "recording-rules", "alerting-rules"):
         (bundle / folder).mkdir(parents=True)
+    shutil.copytree(REPO / "provisioning" / "alertmanager", bundle / "provisioning" / "alertmanager")
     (bundle / "provisioning/prometheus/prometheus.yml").write_text(
         "scrape_configs: [{job_name: 1, bogus: true}]\n"
     )
@@ -123,5 +132,6 @@ def test_a_failing_step_shows_the_log_and_leaves_nothing_running(tmp_path: Path)
     assert result.returncode == 1
     assert "raylens up failed: prometheus exited" in result.stdout
     assert "prometheus.log" in result.stdout  # the tail of the failing component's log
-    assert "stopping exporter" in result.stdout
+    for started_before in ("exporter", "alertmanager", "sink"):
+        assert f"stopping {started_before}" in result.stdout
     assert not (state_dir / "stack.json").exists()

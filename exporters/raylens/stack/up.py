@@ -19,6 +19,7 @@ from pathlib import Path
 
 import requests
 
+from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
 from raylens.stack.ports import free_port
 from raylens.stack.processes import ManagedProcess, StartError, stop_pid
 from raylens.stack.prometheus import prepare_prometheus_dir, prometheus_argv
@@ -44,6 +45,8 @@ class StackOptions:
     scrape_interval: str = "5s"
     exporter_port: int = 9965
     prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    sink_port: int = 9097
     collectors: str = "node"
 
 
@@ -70,16 +73,18 @@ class Stack:
         self._refuse_if_running()
         try:
             tools: dict[str, str] = {}
-            self._step("find Prometheus", lambda: self._find_tools(tools))
-            taken: set[int] = set()
-            exporter_port = free_port(self.options.exporter_port, taken=taken)
-            taken.add(exporter_port)
-            prometheus_port = free_port(self.options.prometheus_port, taken=taken)
-            self._step("start raylens exporter", lambda: self._start_exporter(exporter_port))
+            self._step("find Prometheus and Alertmanager", lambda: self._find_tools(tools))
+            ports = self._pick_ports()
+            self._step("start notification sink", lambda: self._start_sink(ports["sink"]))
+            # Alertmanager first: Prometheus drops the first notification if it is not there yet.
             self._step(
-                "start Prometheus",
-                lambda: self._start_prometheus(tools["prometheus"], prometheus_port, exporter_port),
+                "start Alertmanager",
+                lambda: self._start_alertmanager(
+                    tools["prometheus-alertmanager"], ports["alertmanager"], ports["sink"]
+                ),
             )
+            self._step("start raylens exporter", lambda: self._start_exporter(ports["exporter"]))
+            self._step("start Prometheus", lambda: self._start_prometheus(tools["prometheus"], ports))
             self._step("wait for the first scrape", self._wait_first_scrape)
         except BaseException:
             self.down()
@@ -95,8 +100,45 @@ class Stack:
             )
 
     def _find_tools(self, tools: dict[str, str]) -> str:
-        tools.update(ensure_tools(["prometheus", "promtool"], self.options.allow_install, say=self.say))
-        return tools["prometheus"]
+        names = ["prometheus", "promtool", "prometheus-alertmanager", "amtool"]
+        tools.update(ensure_tools(names, self.options.allow_install, say=self.say))
+        return ", ".join(tools[name] for name in ("prometheus", "prometheus-alertmanager"))
+
+    def _pick_ports(self) -> dict[str, int]:
+        """The well-known ports when free, else any free ones; never the same twice."""
+        preferred = {
+            "sink": self.options.sink_port,
+            "alertmanager": self.options.alertmanager_port,
+            "exporter": self.options.exporter_port,
+            "prometheus": self.options.prometheus_port,
+        }
+        taken: set[int] = set()
+        ports = {}
+        for name, port in preferred.items():
+            ports[name] = free_port(port, taken=taken)
+            taken.add(ports[name])
+        return ports
+
+    def _start_sink(self, port: int) -> str:
+        listen = f"127.0.0.1:{port}"
+        log = self.options.state_dir / "alertmanager" / "notifications.jsonl"
+        argv = [sys.executable, "-m", "raylens.stack.sink", f"--listen={listen}", f"--log={log}"]
+        logs = self.options.state_dir / "logs"
+        self._launch(ManagedProcess("sink", argv, logs / "sink.log", f"http://{listen}/healthz"))
+        self.urls["notifications"] = str(log)
+        return f"notifications are written to {log}"
+
+    def _start_alertmanager(self, binary: str, port: int, sink_port: int) -> str:
+        state = self.options.state_dir / "alertmanager"
+        config = prepare_alertmanager_dir(bundle_root(), state, f"127.0.0.1:{sink_port}")
+        listen = f"127.0.0.1:{port}"
+        argv = alertmanager_argv(binary, config, state / "data", listen)
+        logs = self.options.state_dir / "logs"
+        self._launch(
+            ManagedProcess("alertmanager", argv, logs / "alertmanager.log", f"http://{listen}/-/ready")
+        )
+        self.urls["alertmanager"] = f"http://{listen}"
+        return self.urls["alertmanager"]
 
     def _launch(self, process: ManagedProcess) -> None:
         process.start()
@@ -119,12 +161,16 @@ class Stack:
         self.urls["exporter"] = f"http://{listen}/metrics"
         return self.urls["exporter"]
 
-    def _start_prometheus(self, binary: str, port: int, exporter_port: int) -> str:
+    def _start_prometheus(self, binary: str, ports: dict[str, int]) -> str:
         state = self.options.state_dir
         config = prepare_prometheus_dir(
-            bundle_root(), state / "prometheus", [f"127.0.0.1:{exporter_port}"], self.options.scrape_interval
+            bundle_root(),
+            state / "prometheus",
+            [f"127.0.0.1:{ports['exporter']}"],
+            self.options.scrape_interval,
+            alertmanager_targets=[f"127.0.0.1:{ports['alertmanager']}"],
         )
-        listen = f"127.0.0.1:{port}"
+        listen = f"127.0.0.1:{ports['prometheus']}"
         argv = prometheus_argv(binary, config, state / "prometheus" / "data", listen)
         self._launch(
             ManagedProcess("prometheus", argv, state / "logs" / "prometheus.log", f"http://{listen}/-/ready")
@@ -154,7 +200,8 @@ class Stack:
             {
                 "name": process.name,
                 "pid": process.pid,
-                "command": process.argv[0] if process.name != "exporter" else "raylens",
+                # What /proc/PID/cmdline must contain for `down` to trust the PID is still ours.
+                "command": "raylens" if process.argv[0] == sys.executable else process.argv[0],
             }
             for process in self.processes
         ]
