@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -64,3 +65,106 @@ def test_promtool_test_rules(path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+# --- alerting rules: generated, documented, unit-tested, and the same in YAML and jsonnet ---
+
+ALERT_FILES = sorted((REPO / "alerting-rules").glob("*.yml"))
+RUNBOOKS = REPO / "docs" / "runbooks"
+
+
+def all_alerts() -> list[dict]:
+    return [
+        rule
+        for path in ALERT_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def test_generated_alert_files_are_fresh() -> None:
+    from raylens.config import AlertsConfig
+    from raylens.rules.definitions import GROUPS
+    from raylens.rules.render import alert_files
+
+    expected = alert_files(GROUPS, AlertsConfig())
+    committed = {path.name: path.read_text() for path in ALERT_FILES if path.name in expected}
+    assert committed == expected, "stale: run `raylens rules build` and commit the result"
+
+
+def test_every_alert_is_complete_and_named_by_convention() -> None:
+    alerts = all_alerts()
+    assert alerts
+    for rule in alerts:
+        assert re.fullmatch(r"Raylens[A-Z][A-Za-z0-9]+", rule["alert"]), rule["alert"]
+        assert rule["labels"]["severity"] in ("critical", "warning", "info")
+        annotations = rule["annotations"]
+        assert annotations["summary"].endswith(".") and annotations["description"]
+        assert annotations["runbook_url"].endswith(f"/{rule['alert']}.md")
+        assert rule.get("for"), f"{rule['alert']} has no `for`"
+
+
+def test_every_alert_has_a_runbook_with_meaning_confirm_and_act() -> None:
+    for rule in all_alerts():
+        page = RUNBOOKS / f"{rule['alert']}.md"
+        assert page.is_file(), f"missing runbook {page}"
+        text = page.read_text()
+        for heading in ("## Meaning", "## Confirm", "## Act"):
+            assert heading in text, f"{page.name} lacks {heading}"
+        assert "```promql" in text, f"{page.name} shows no PromQL to confirm with"
+
+
+def test_every_alert_has_a_firing_and_a_not_firing_test() -> None:
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for path in RULE_TESTS:
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                (firing if case.get("exp_alerts") else silent).add(case["alertname"])
+    names = {rule["alert"] for rule in all_alerts()}
+    assert names - firing == set(), "alerts never shown firing"
+    assert names - silent == set(), "alerts never shown staying silent"
+
+
+def test_jsonnet_mixin_renders_the_same_rules() -> None:
+    import _jsonnet
+
+    from raylens.rules.render import MIXIN_PATH
+
+    snippet = f"local m = import '{MIXIN_PATH}'; {{alerts: m.prometheusAlerts, rules: m.prometheusRules}}"
+    rendered = json.loads(_jsonnet.evaluate_snippet("check", snippet, jpathdir=str(REPO)))
+    python_alert_groups = [
+        group for path in ALERT_FILES for group in yaml.safe_load(path.read_text())["groups"]
+    ]
+    python_rule_groups = [
+        group
+        for path in RULE_FILES
+        if path.parent.name == "recording-rules"
+        for group in yaml.safe_load(path.read_text())["groups"]
+    ]
+    assert rendered["alerts"]["groups"] == python_alert_groups
+    assert rendered["rules"]["groups"] == python_rule_groups
+
+
+def test_mixin_config_overrides_reach_the_rules() -> None:
+    import _jsonnet
+
+    snippet = (
+        "local m = (import 'mixin/mixin.libsonnet') + { _config+:: { memory_utilisation_warning_percent: 97,"
+        " exporter_selector: 'job=\"ray-exporters\"' } }; m.prometheusAlerts"
+    )
+    groups = json.loads(_jsonnet.evaluate_snippet("override", snippet, jpathdir=str(REPO)))["groups"]
+    exprs = {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"]}
+    assert "> 97 / 100" in exprs["RaylensNodeMemoryPressure"]
+    assert 'job="ray-exporters"' in exprs["RaylensExporterDown"]
+
+
+def test_mixin_is_fresh() -> None:
+    from raylens.config import AlertsConfig
+    from raylens.rules.build import recording_rule_files
+    from raylens.rules.definitions import GROUPS
+    from raylens.rules.render import MIXIN_PATH, mixin_source
+
+    expected = mixin_source(GROUPS, AlertsConfig(), recording_rule_files(REPO))
+    assert (REPO / MIXIN_PATH).read_text() == expected, "stale: run `raylens rules build`"

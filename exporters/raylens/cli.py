@@ -72,9 +72,7 @@ def cmd_docs_build(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="raylens", description="Observability and cost bundle for Ray clusters."
-    )
+    parser = argparse.ArgumentParser(prog="raylens", description="Observability and cost bundle for Ray clusters.")
     parser.add_argument("--version", action="version", version=f"raylens {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -100,11 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     docs = commands.add_parser("docs", help="regenerate reference documentation from code")
     docs_commands = docs.add_subparsers(dest="docs_command", required=True, metavar="SUBCOMMAND")
-    docs_commands.add_parser("build", help="write docs/config-reference.md").set_defaults(
-        handler=cmd_docs_build
-    )
+    docs_commands.add_parser("build", help="write docs/config-reference.md").set_defaults(handler=cmd_docs_build)
 
+    from raylens.rules.build import add_rules_commands
     from raylens.stack.cli import add_stack_commands
+
+    add_rules_commands(commands)
 
     add_stack_commands(commands)
     return parser

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -97,9 +97,7 @@ class LogConfig(_Section):
 
 class NodeConfig(_Section):
     hostname: str | None = Field(None, description="Reported in raylens_node_info; default: the host name.")
-    ray_node_id: str | None = Field(
-        None, description="Ray node id reported in raylens_node_info, when known."
-    )
+    ray_node_id: str | None = Field(None, description="Ray node id reported in raylens_node_info, when known.")
     instance_type: str | None = Field(
         None, description="Cloud instance type (e.g. g5.xlarge), reported in raylens_node_info."
     )
@@ -132,10 +130,45 @@ class NodeConfig(_Section):
         return value
 
 
+Duration = Annotated[str, Field(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$")]
+Percent = Annotated[int, Field(ge=1, le=1000)]
+
+
+class AlertsConfig(_Section):
+    """Selectors, thresholds and windows the alerting rules are rendered from (`raylens rules build`).
+
+    Thresholds are whole percents so the same numbers read cleanly in PromQL, YAML and jsonnet.
+    """
+
+    exporter_selector: str = Field(
+        'job="raylens"',
+        description="PromQL matchers selecting raylens exporter targets; change when your scrape job has another name.",
+    )
+    runbook_url_base: str = Field(
+        "https://github.com/raylens/raylens/blob/main/docs/runbooks/",
+        description="Prefix of every alert's runbook_url; the alert name and `.md` are appended. Point it at "
+        "your fork or wiki.",
+    )
+    exporter_down_for: Duration = Field("5m", description="How long a target must be down before alerting.")
+    collector_failing_for: Duration = Field(
+        "15m", description="How long a collector must keep failing; shorter pages on blips."
+    )
+    memory_utilisation_warning_percent: Percent = Field(
+        90, description="Node memory in use (1 - MemAvailable/MemTotal) that warns."
+    )
+    filesystem_used_warning_percent: Percent = Field(
+        90, description="Filesystem space in use (non-root view) that warns."
+    )
+    resource_alert_for: Duration = Field(
+        "15m", description="`for` of resource alerts (memory, filesystem, object store)."
+    )
+
+
 class RaylensConfig(_Section):
     exporter: ExporterConfig = ExporterConfig()
     log: LogConfig = LogConfig()
     node: NodeConfig = NodeConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 # Environment variables for the settings most often changed per machine.
@@ -185,24 +218,18 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(
-            [ConfigProblem(source, "", MISSING, f"cannot read file: {error.strerror}")]
-        ) from None
+        raise ConfigError([ConfigProblem(source, "", MISSING, f"cannot read file: {error.strerror}")]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         position = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(
-            [ConfigProblem(source, "", MISSING, f"not valid YAML{position}: {problem}")]
-        ) from None
+        raise ConfigError([ConfigProblem(source, "", MISSING, f"not valid YAML{position}: {problem}")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            [ConfigProblem(source, "", data, "expected a mapping of sections at the top level")]
-        )
+        raise ConfigError([ConfigProblem(source, "", data, "expected a mapping of sections at the top level")])
     return data
 
 
