@@ -37,9 +37,7 @@ NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 # Prometheus 2.x's own Accept header: OpenMetrics preferred, text 0.0.4 accepted. node_exporter 1.5.0
 # does not offer OpenMetrics, so it answers in text; prometheus-client answers in OpenMetrics.
-PROMETHEUS_ACCEPT = (
-    "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
-)
+PROMETHEUS_ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 TEXT_ACCEPT = "text/plain;version=0.0.4"
 
 
@@ -275,9 +273,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scrapes", type=int, default=300, help="measured scrapes each (default 300)")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured scrapes first (default 10)")
     parser.add_argument("--node-exporter", default=NODE_EXPORTER, help=f"binary (default {NODE_EXPORTER})")
-    parser.add_argument(
-        "--python", default=sys.executable, help="interpreter that runs raylens (default: this one)"
-    )
+    parser.add_argument("--python", default=sys.executable, help="interpreter that runs raylens (default: this one)")
     parser.add_argument(
         "--text-format",
         action="store_true",

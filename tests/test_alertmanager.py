@@ -11,9 +11,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "provisioning" / "alertmanager" /
 
 
 def test_amtool_check_config() -> None:
-    result = subprocess.run(
-        ["amtool", "check-config", str(CONFIG)], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run(["amtool", "check-config", str(CONFIG)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

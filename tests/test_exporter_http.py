@@ -26,9 +26,7 @@ def exporter(tmp_path_factory: pytest.TempPathFactory):
 
 def test_exposition_is_promtool_clean(exporter) -> None:
     body = exporter.scrape()
-    result = subprocess.run(
-        ["promtool", "check", "metrics"], input=body.encode(), capture_output=True, timeout=30
-    )
+    result = subprocess.run(["promtool", "check", "metrics"], input=body.encode(), capture_output=True, timeout=30)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert result.stdout.strip() == b"" and result.stderr.strip() == b""
     assert 'raylens_scrape_collector_success{collector="node"} 1.0' in body
@@ -37,9 +35,7 @@ def test_exposition_is_promtool_clean(exporter) -> None:
 
 
 def test_gzip_when_asked(exporter) -> None:
-    response = requests.get(
-        f"{exporter.url}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=10, stream=True
-    )
+    response = requests.get(f"{exporter.url}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=10, stream=True)
     assert response.headers["Content-Encoding"] == "gzip"
     raw = response.raw.read()
     assert b"raylens_node_cpu_seconds_total" in gzip.decompress(raw)
@@ -89,9 +85,7 @@ def run_exporter_expecting_failure(*args: str) -> subprocess.CompletedProcess[st
 
 def test_bad_config_fails_at_start_up_naming_file_and_field(tmp_path: Path) -> None:
     config = tmp_path / "raylens.yaml"
-    config.write_text(
-        yaml.safe_dump({"exporter": {"collectors": ["node", "gpux"]}, "log": {"format": "xml"}})
-    )
+    config.write_text(yaml.safe_dump({"exporter": {"collectors": ["node", "gpux"]}, "log": {"format": "xml"}}))
     result = run_exporter_expecting_failure(f"--config.file={config}", "--log.level=loud")
     assert result.returncode == 2
     assert "invalid configuration (3 problems)" in result.stderr
@@ -199,9 +193,7 @@ def test_bad_web_config_is_reported_with_every_problem(tmp_path: Path) -> None:
     assert f"{web_config}: tls_server_config.cipher_suites" in result.stderr
     assert f"{web_config}: basic_auth_users: " in result.stderr and "bcrypt hash" in result.stderr
     # Fix those two; the missing files are then named.
-    web_config.write_text(
-        yaml.safe_dump({"tls_server_config": {"cert_file": "missing.crt", "key_file": "k"}})
-    )
+    web_config.write_text(yaml.safe_dump({"tls_server_config": {"cert_file": "missing.crt", "key_file": "k"}}))
     result = run_exporter_expecting_failure(f"--web.config.file={web_config}")
     assert result.returncode == 2
     assert f"{web_config}: tls_server_config.cert_file: got '{tmp_path}/missing.crt'" in result.stderr

@@ -19,8 +19,7 @@ from raylens.config import NodeConfig
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal guest guest_nice")
 Disk = namedtuple(
     "Disk",
-    "read_count write_count read_bytes write_bytes read_time write_time "
-    "read_merged_count write_merged_count busy_time",
+    "read_count write_count read_bytes write_bytes read_time write_time read_merged_count write_merged_count busy_time",
 )
 Nic = namedtuple("Nic", "bytes_sent bytes_recv packets_sent packets_recv errin errout dropin dropout")
 Partition = namedtuple("Partition", "device mountpoint fstype opts")
@@ -153,10 +152,7 @@ def test_filesystems_skip_pseudo_and_vanished_mounts(registry: CollectorRegistry
     assert value("raylens_node_filesystem_files_free", root) == 20
     assert value("raylens_node_filesystem_readonly", root) == 0
     assert (
-        value(
-            "raylens_node_filesystem_readonly", {"device": "/dev/vdb", "mountpoint": "/data", "fstype": "xfs"}
-        )
-        == 1
+        value("raylens_node_filesystem_readonly", {"device": "/dev/vdb", "mountpoint": "/data", "fstype": "xfs"}) == 1
     )
     exposition = generate_latest(registry).decode()
     assert 'mountpoint="/proc"' not in exposition

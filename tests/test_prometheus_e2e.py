@@ -43,6 +43,4 @@ def test_recording_rules_are_loaded_and_evaluate(stack) -> None:
     cpu = prometheus.wait_for("instance:raylens_node_cpu_utilisation:rate5m", timeout=30)
     assert 0 <= float(cpu[0]["value"][1]) <= 1
     cpus = prometheus.wait_for("instance:raylens_node_num_cpu:sum")
-    assert int(float(cpus[0]["value"][1])) == len(
-        prometheus.query('raylens_node_cpu_seconds_total{mode="idle"}')
-    )
+    assert int(float(cpus[0]["value"][1])) == len(prometheus.query('raylens_node_cpu_seconds_total{mode="idle"}'))

@@ -11,9 +11,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-RULE_FILES = sorted((REPO / "recording-rules").glob("*.yml")) + sorted(
-    (REPO / "alerting-rules").glob("*.yml")
-)
+RULE_FILES = sorted((REPO / "recording-rules").glob("*.yml")) + sorted((REPO / "alerting-rules").glob("*.yml"))
 RULE_TESTS = sorted((REPO / "tests" / "rules").glob("*_test.yml"))
 RECORD_NAME = re.compile(r"^[a-z_]+:[a-z0-9_]+:[a-z0-9_]+$")
 
@@ -134,9 +132,7 @@ def test_jsonnet_mixin_renders_the_same_rules() -> None:
 
     snippet = f"local m = import '{MIXIN_PATH}'; {{alerts: m.prometheusAlerts, rules: m.prometheusRules}}"
     rendered = json.loads(_jsonnet.evaluate_snippet("check", snippet, jpathdir=str(REPO)))
-    python_alert_groups = [
-        group for path in ALERT_FILES for group in yaml.safe_load(path.read_text())["groups"]
-    ]
+    python_alert_groups = [group for path in ALERT_FILES for group in yaml.safe_load(path.read_text())["groups"]]
     python_rule_groups = [
         group
         for path in RULE_FILES

@@ -79,9 +79,7 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path) -> None:
         ]
         assert all(alive(pid) for pid in pids)
         prometheus = state["urls"]["prometheus"]
-        answer = requests.get(
-            f"{prometheus}/api/v1/query", params={"query": "raylens_node_load1"}, timeout=10
-        ).json()
+        answer = requests.get(f"{prometheus}/api/v1/query", params={"query": "raylens_node_load1"}, timeout=10).json()
         assert answer["data"]["result"], answer
 
         down = subprocess.run(
@@ -102,9 +100,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     up = start_up(tmp_path)
     try:
         wait_until_up(up)
-        pids = [
-            component["pid"] for component in json.loads((tmp_path / "stack.json").read_text())["components"]
-        ]
+        pids = [component["pid"] for component in json.loads((tmp_path / "stack.json").read_text())["components"]]
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=30) == 0
         assert not any(alive(pid) for pid in pids)
@@ -118,9 +114,7 @@ def test_a_failing_step_shows_the_log_and_leaves_nothing_running(tmp_path: Path)
     for folder in ("provisioning/prometheus", "recording-rules", "alerting-rules"):
         (bundle / folder).mkdir(parents=True)
     shutil.copytree(REPO / "provisioning" / "alertmanager", bundle / "provisioning" / "alertmanager")
-    (bundle / "provisioning/prometheus/prometheus.yml").write_text(
-        "scrape_configs: [{job_name: 1, bogus: true}]\n"
-    )
+    (bundle / "provisioning/prometheus/prometheus.yml").write_text("scrape_configs: [{job_name: 1, bogus: true}]\n")
     state_dir = tmp_path / "state"
     result = subprocess.run(
         [sys.executable, "-m", "raylens", "up", "--no-install", f"--state-dir={state_dir}"],

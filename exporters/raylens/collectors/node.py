@@ -117,9 +117,7 @@ class NodeCollector(Collector):
         swap = self._psutil.swap_memory()
         yield GaugeMetricFamily("raylens_node_memory_swap_total_bytes", "Total swap space.", value=swap.total)
         yield GaugeMetricFamily("raylens_node_memory_swap_free_bytes", "Unused swap space.", value=swap.free)
-        yield CounterMetricFamily(
-            "raylens_node_memory_swapped_in_bytes", "Bytes swapped in from disk.", value=swap.sin
-        )
+        yield CounterMetricFamily("raylens_node_memory_swapped_in_bytes", "Bytes swapped in from disk.", value=swap.sin)
         yield CounterMetricFamily(
             "raylens_node_memory_swapped_out_bytes", "Bytes swapped out to disk.", value=swap.sout
         )
@@ -149,17 +147,11 @@ class NodeCollector(Collector):
         )
         files = GaugeMetricFamily("raylens_node_filesystem_files", "Total inodes.", labels=labels)
         files_free = GaugeMetricFamily("raylens_node_filesystem_files_free", "Free inodes.", labels=labels)
-        readonly = GaugeMetricFamily(
-            "raylens_node_filesystem_readonly", "1 if mounted read-only.", labels=labels
-        )
+        readonly = GaugeMetricFamily("raylens_node_filesystem_readonly", "1 if mounted read-only.", labels=labels)
         seen: set[str] = set()
         for partition in self._psutil.disk_partitions(all=True):
             mountpoint, fstype = partition.mountpoint, partition.fstype
-            if (
-                mountpoint in seen
-                or self._mount_exclude.search(mountpoint)
-                or self._fs_type_exclude.search(fstype)
-            ):
+            if mountpoint in seen or self._mount_exclude.search(mountpoint) or self._fs_type_exclude.search(fstype):
                 continue
             seen.add(mountpoint)
             try:
@@ -195,13 +187,9 @@ class NodeCollector(Collector):
             value=self._psutil.boot_time(),
         )
         stats = self._psutil.cpu_stats()
-        yield CounterMetricFamily(
-            "raylens_node_context_switches", "Context switches.", value=stats.ctx_switches
-        )
+        yield CounterMetricFamily("raylens_node_context_switches", "Context switches.", value=stats.ctx_switches)
         yield CounterMetricFamily("raylens_node_intr", "Interrupts serviced.", value=stats.interrupts)
-        yield GaugeMetricFamily(
-            "raylens_node_processes", "Processes on the host.", value=len(self._psutil.pids())
-        )
+        yield GaugeMetricFamily("raylens_node_processes", "Processes on the host.", value=len(self._psutil.pids()))
 
     def _info(self) -> Iterator[Metric]:
         info = InfoMetricFamily("raylens_node", "Host identity; labels are empty when unknown.")

@@ -26,11 +26,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for name, url in urls.items():
         say_now(f"  {name:<11} {url}")
     say_now(f"  {'logs':<11} {options.state_dir / 'logs'}")
-    say_now(
-        "Try: curl -s '"
-        + urls["prometheus"]
-        + "/api/v1/query?query=instance:raylens_node_cpu_utilisation:rate5m'"
-    )
+    say_now("Try: curl -s '" + urls["prometheus"] + "/api/v1/query?query=instance:raylens_node_cpu_utilisation:rate5m'")
     try:
         stack.serve_until_stopped()
     finally:

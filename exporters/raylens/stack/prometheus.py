@@ -26,9 +26,7 @@ def prepare_prometheus_dir(
     target_dir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((bundle / "provisioning" / "prometheus" / "prometheus.yml").read_text())
     if scrape_interval:
-        config.setdefault("global", {}).update(
-            scrape_interval=scrape_interval, evaluation_interval=scrape_interval
-        )
+        config.setdefault("global", {}).update(scrape_interval=scrape_interval, evaluation_interval=scrape_interval)
     if alertmanager_targets:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanager_targets}]}]}
     config_path = target_dir / "prometheus.yml"

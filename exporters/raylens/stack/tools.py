@@ -38,8 +38,7 @@ def ensure_tools(names: list[str], allow_install: bool, say=print) -> dict[str, 
         command = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
         if not allow_install:
             raise MissingToolError(
-                f"missing {', '.join(missing)}; install with: sudo {' '.join(command)} "
-                "(or put the binaries on PATH)"
+                f"missing {', '.join(missing)}; install with: sudo {' '.join(command)} (or put the binaries on PATH)"
             )
         if shutil.which("apt-get") is None:
             raise MissingToolError(
@@ -50,9 +49,7 @@ def ensure_tools(names: list[str], allow_install: bool, say=print) -> dict[str, 
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         for step in (["apt-get", "update", "-q"], command):
             say(f"  running: {' '.join(prefix + step)}")
-            result = subprocess.run(
-                prefix + step, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
+            result = subprocess.run(prefix + step, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if result.returncode != 0:
                 tail = "\n".join(result.stdout.splitlines()[-15:])
                 raise MissingToolError(f"{' '.join(step)} failed (exit {result.returncode}):\n{tail}")

@@ -134,9 +134,7 @@ class Stack:
         listen = f"127.0.0.1:{port}"
         argv = alertmanager_argv(binary, config, state / "data", listen)
         logs = self.options.state_dir / "logs"
-        self._launch(
-            ManagedProcess("alertmanager", argv, logs / "alertmanager.log", f"http://{listen}/-/ready")
-        )
+        self._launch(ManagedProcess("alertmanager", argv, logs / "alertmanager.log", f"http://{listen}/-/ready"))
         self.urls["alertmanager"] = f"http://{listen}"
         return self.urls["alertmanager"]
 
@@ -172,9 +170,7 @@ class Stack:
         )
         listen = f"127.0.0.1:{ports['prometheus']}"
         argv = prometheus_argv(binary, config, state / "prometheus" / "data", listen)
-        self._launch(
-            ManagedProcess("prometheus", argv, state / "logs" / "prometheus.log", f"http://{listen}/-/ready")
-        )
+        self._launch(ManagedProcess("prometheus", argv, state / "logs" / "prometheus.log", f"http://{listen}/-/ready"))
         self.urls["prometheus"] = f"http://{listen}"
         return f"{self.urls['prometheus']} (config {config})"
 
@@ -185,9 +181,7 @@ class Stack:
             result = requests.get(query, params={"query": 'up{job="raylens"}'}, timeout=5).json()
             samples = result.get("data", {}).get("result", [])
             if samples and all(sample["value"][1] == "1" for sample in samples):
-                count = requests.get(
-                    query, params={"query": 'count({__name__=~"raylens_.+"})'}, timeout=5
-                ).json()
+                count = requests.get(query, params={"query": 'count({__name__=~"raylens_.+"})'}, timeout=5).json()
                 series = count["data"]["result"][0]["value"][1] if count["data"]["result"] else "0"
                 return f"{series} raylens series in Prometheus"
             time.sleep(0.5)
@@ -228,9 +222,7 @@ class Stack:
         while not stop.wait(1.0):
             for process in self.processes:
                 if process.popen is not None and process.popen.poll() is not None:
-                    self.say(
-                        f"{process.name} exited with code {process.popen.returncode}\n{process.log_tail()}"
-                    )
+                    self.say(f"{process.name} exited with code {process.popen.returncode}\n{process.log_tail()}")
                     stop.set()
 
 

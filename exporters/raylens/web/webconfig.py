@@ -116,13 +116,8 @@ def load_web_config(path: Path) -> WebConfig:
     for field in ("cert_file", "key_file", "client_ca_file"):
         file = getattr(tls, field)
         if file is not None and not file.is_file():
-            problems.append(
-                ConfigProblem(source, f"tls_server_config.{field}", str(file), "expected a readable file")
-            )
-    if (
-        tls.client_auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
-        and not tls.client_ca_file
-    ):
+            problems.append(ConfigProblem(source, f"tls_server_config.{field}", str(file), "expected a readable file"))
+    if tls.client_auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and not tls.client_ca_file:
         problems.append(
             ConfigProblem(
                 source,
@@ -136,9 +131,7 @@ def load_web_config(path: Path) -> WebConfig:
             tls.ssl_context()
         except (ssl.SSLError, OSError) as error:
             problems.append(
-                ConfigProblem(
-                    source, "tls_server_config", MISSING, f"cannot load certificate or key: {error}"
-                )
+                ConfigProblem(source, "tls_server_config", MISSING, f"cannot load certificate or key: {error}")
             )
     if problems:
         raise ConfigError(problems)
