@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from raylens.config import AlertsConfig
 from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
 from raylens.stack.ports import free_port
 from raylens.stack.processes import ManagedProcess
@@ -90,12 +91,13 @@ def running_prometheus(
     exporter_targets: Sequence[str],
     scrape_interval: str = "1s",
     alertmanager_targets: Sequence[str] | None = None,
+    alerts_config: AlertsConfig | None = None,
 ) -> Iterator[RunningPrometheus]:
     binary = find_tool("prometheus")
     assert binary, "prometheus is not installed; run scripts/setup.sh"
     work = tmp_path / "prometheus"
     config = prepare_prometheus_dir(
-        bundle_root(), work, list(exporter_targets), scrape_interval, list(alertmanager_targets or [])
+        bundle_root(), work, list(exporter_targets), scrape_interval, list(alertmanager_targets or []), alerts_config
     )
     listen = f"127.0.0.1:{free_port()}"
     process = ManagedProcess(
@@ -147,12 +149,14 @@ class RunningAlertmanager:
 
 
 @contextmanager
-def running_alertmanager(tmp_path: Path, sink_address: str) -> Iterator[RunningAlertmanager]:
-    """A real Alertmanager with the shipped routing, its webhooks pointed at ``sink_address``."""
+def running_alertmanager(
+    tmp_path: Path, sink_address: str, group_wait: str = "1s", group_interval: str = "2s"
+) -> Iterator[RunningAlertmanager]:
+    """A real Alertmanager with the shipped routing (timers shortened), webhooks to ``sink_address``."""
     binary = find_tool("prometheus-alertmanager")
     assert binary, "prometheus-alertmanager is not installed; run scripts/setup.sh"
     work = tmp_path / "alertmanager"
-    config = prepare_alertmanager_dir(bundle_root(), work, sink_address)
+    config = prepare_alertmanager_dir(bundle_root(), work, sink_address, group_wait, group_interval)
     address = f"127.0.0.1:{free_port()}"
     process = ManagedProcess(
         "alertmanager",

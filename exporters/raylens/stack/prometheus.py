@@ -8,6 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from raylens.config import AlertsConfig
+from raylens.rules.definitions import GROUPS
+from raylens.rules.render import alert_files, write_alert_files
+
 RULE_FOLDERS = {"recording": "recording-rules", "alerting": "alerting-rules"}
 
 
@@ -17,11 +21,14 @@ def prepare_prometheus_dir(
     exporter_targets: list[str],
     scrape_interval: str | None = None,
     alertmanager_targets: list[str] | None = None,
+    alerts_config: AlertsConfig | None = None,
 ) -> Path:
     """Copy ``provisioning/prometheus`` and the rules into ``target_dir``; write the target files.
 
     The shipped ``prometheus.yml`` is used unchanged except for the intervals (tests scrape every
-    second) and the Alertmanager targets; returns the config path.
+    second) and the Alertmanager targets; returns the config path. With ``alerts_config`` the
+    alerting rules are rendered from it (a user's thresholds, or short windows in tests) instead of
+    copied from the committed defaults.
     """
     target_dir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((bundle / "provisioning" / "prometheus" / "prometheus.yml").read_text())
@@ -41,6 +48,8 @@ def prepare_prometheus_dir(
         if destination.exists():
             shutil.rmtree(destination)
         shutil.copytree(bundle / source, destination)
+    if alerts_config is not None:
+        write_alert_files(target_dir / "rules" / "alerting", alert_files(GROUPS, alerts_config))
     return config_path
 
 

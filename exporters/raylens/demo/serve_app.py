@@ -1,0 +1,66 @@
+"""Demo Ray Serve job: one application with two deployments, driven by a built-in request generator.
+
+The app listens on 127.0.0.1 only. About 5 % of requests fail on purpose, so error-ratio panels
+and rules have something to show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import ray
+import requests
+from ray import serve
+from starlette.requests import Request
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1})
+class Tokenizer:
+    def tokenize(self, text: str) -> list[str]:
+        return text.split()
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1})
+class Classifier:
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    async def __call__(self, request: Request) -> dict:
+        text = request.query_params.get("text", "")
+        if random.random() < 0.05:
+            raise RuntimeError("demo failure")
+        tokens = await self.tokenizer.tokenize.remote(text)
+        time.sleep(random.uniform(0.002, 0.02))
+        return {"tokens": len(tokens), "label": "long" if len(tokens) > 3 else "short"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True, help="HTTP port for Serve's proxy (loopback)")
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of generated traffic")
+    parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    args = parser.parse_args()
+    ray.init()
+    serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+    serve.run(Classifier.bind(Tokenizer.bind()), name="classifier", route_prefix="/classify")
+    url = f"http://127.0.0.1:{args.port}/classify"
+    deadline = time.monotonic() + args.duration
+    sent = failed = 0
+    session = requests.Session()
+    while time.monotonic() < deadline:
+        words = " ".join(random.choice(["ray", "cost", "gpu", "lens"]) for _ in range(random.randint(1, 6)))
+        try:
+            response = session.get(url, params={"text": words}, timeout=10)
+            failed += response.status_code >= 500
+        except requests.RequestException:
+            failed += 1
+        sent += 1
+        time.sleep(1.0 / args.rate)
+    print(f"sent {sent} requests, {failed} failed", flush=True)
+    serve.shutdown()
+
+
+if __name__ == "__main__":
+    main()
