@@ -34,6 +34,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from raylens.stack.status import print_status
+
+    return print_status(args.state_dir)
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     return 1 if stop_recorded(args.state_dir) else 0
 
@@ -53,6 +59,10 @@ def add_stack_commands(commands: argparse._SubParsersAction) -> None:
         "--scrape-interval", default="5s", help="Prometheus scrape and rule interval (default: %(default)s)"
     )
     up.set_defaults(handler=cmd_up)
+
+    status = commands.add_parser("status", help="is it working? components, targets, alerts, spend, budgets")
+    status.add_argument("--state-dir", type=Path, default=default_state_dir())
+    status.set_defaults(handler=cmd_status)
 
     down = commands.add_parser("down", help="stop what `raylens up` started, by PID")
     down.add_argument("--state-dir", type=Path, default=default_state_dir())

@@ -125,7 +125,7 @@ class Stack:
         argv = [sys.executable, "-m", "raylens.stack.sink", f"--listen={listen}", f"--log={log}"]
         logs = self.options.state_dir / "logs"
         self._launch(ManagedProcess("sink", argv, logs / "sink.log", f"http://{listen}/healthz"))
-        self.urls["notifications"] = str(log)
+        self.urls["sink"] = str(log)  # what users read: the notifications file
         return f"notifications are written to {log}"
 
     def _start_alertmanager(self, binary: str, port: int, sink_port: int) -> str:

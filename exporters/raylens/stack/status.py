@@ -1,0 +1,145 @@
+"""``raylens status``: one screen answering "is it working?" for a stack that ``raylens up`` started.
+
+Reads the PIDs and URLs recorded in ``<state>/stack.json`` and asks the live services: each
+component up or down, the scrape health of every Prometheus target, firing alerts from
+Alertmanager, spend so far by project and budget use from Prometheus.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from raylens.stack.up import read_state
+
+# Queries over recording rules and exporter series; kept here so the screen and the docs agree.
+SPEND_BY_PROJECT = "sort_desc(sum by (project) (raylens_cost_attributed_dollars_total))"
+BUDGET_USED = "sort_desc(raylens_budget_spend_dollars / raylens_budget_amount_dollars)"
+
+
+@dataclass
+class StatusReport:
+    components: list[tuple[str, bool, str]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    spend_by_project: list[tuple[str, float]] = field(default_factory=list)
+    budgets: list[tuple[str, float]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            bool(self.components)
+            and all(up for _, up, _ in self.components)
+            and all(target["health"] == "up" for target in self.targets)
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    body = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()
+    return body.get("data", {}).get("result", [])
+
+
+def collect_status(state_dir: Path) -> StatusReport | None:
+    state = read_state(state_dir)
+    if state is None:
+        return None
+    report = StatusReport()
+    urls: dict[str, str] = state.get("urls", {})
+    for component in state["components"]:
+        name = component["name"]
+        report.components.append((name, _pid_alive(component["pid"]), urls.get(name, "")))
+
+    prometheus = urls.get("prometheus")
+    if prometheus:
+        try:
+            active = requests.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            report.targets = sorted(active, key=lambda target: (target["labels"]["job"], target["scrapeUrl"]))
+            report.spend_by_project = [
+                (row["metric"].get("project") or "(none)", float(row["value"][1]))
+                for row in _query(prometheus, SPEND_BY_PROJECT)
+            ]
+            report.budgets = [
+                (row["metric"].get("budget", "?"), float(row["value"][1])) for row in _query(prometheus, BUDGET_USED)
+            ]
+        except (requests.RequestException, ValueError, KeyError) as error:
+            report.problems.append(f"Prometheus at {prometheus} did not answer: {error}")
+    alertmanager = urls.get("alertmanager")
+    if alertmanager:
+        try:
+            alerts = requests.get(f"{alertmanager}/api/v2/alerts", params={"active": "true"}, timeout=5).json()
+            report.alerts = [alert for alert in alerts if alert.get("status", {}).get("state") == "active"]
+        except (requests.RequestException, ValueError) as error:
+            report.problems.append(f"Alertmanager at {alertmanager} did not answer: {error}")
+    return report
+
+
+def _ago(timestamp: str) -> str:
+    try:
+        seconds = time.time() - time.mktime(time.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S")) + time.timezone
+    except ValueError:
+        return "?"
+    return f"{max(seconds, 0):.0f}s ago"
+
+
+def format_status(report: StatusReport, currency: str = "$") -> str:
+    lines = ["Components"]
+    for name, up, url in report.components:
+        lines.append(f"  {name:<13} {'up' if up else 'DOWN':<5} {url}")
+    lines.append("Scrape targets")
+    if not report.targets:
+        lines.append("  (none yet)")
+    for target in report.targets:
+        health = target["health"]
+        detail = (
+            f"last scrape {_ago(target.get('lastScrape', ''))}, {target.get('lastScrapeDuration', 0) * 1000:.0f} ms"
+        )
+        error = f" — {target['lastError']}" if target.get("lastError") else ""
+        lines.append(f"  {target['labels']['job']:<8} {target['scrapeUrl']:<45} {health:<7} {detail}{error}")
+    lines.append("Firing alerts")
+    if not report.alerts:
+        lines.append("  none")
+    for alert in sorted(report.alerts, key=lambda a: (a["labels"].get("severity", ""), a["labels"]["alertname"])):
+        labels = alert["labels"]
+        context = " ".join(
+            f"{key}={value}"
+            for key, value in sorted(labels.items())
+            if key not in ("alertname", "severity", "job", "instance", "__name__")
+        )
+        summary = alert.get("annotations", {}).get("summary", "")
+        lines.append(f"  {labels.get('severity', '?'):<8} {labels['alertname']} {context} — {summary}")
+    lines.append("Spend so far by project")
+    if not report.spend_by_project:
+        lines.append("  (no cost data yet)")
+    for project, dollars in report.spend_by_project:
+        lines.append(f"  {project:<20} {currency}{dollars:,.4f}")
+    lines.append("Budgets (period to date)")
+    if not report.budgets:
+        lines.append("  (no budgets configured)")
+    for budget, used in report.budgets:
+        lines.append(f"  {budget:<20} {used * 100:6.1f} % used")
+    for problem in report.problems:
+        lines.append(f"! {problem}")
+    return "\n".join(lines)
+
+
+def print_status(state_dir: Path, say: Callable[[str], None] = print) -> int:
+    report = collect_status(state_dir)
+    if report is None:
+        say(f"no stack recorded in {state_dir}; start one with `raylens up`")
+        return 1
+    say(format_status(report))
+    return 0 if report.healthy and not report.problems else 1
