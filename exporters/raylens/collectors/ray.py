@@ -1,0 +1,489 @@
+"""What Ray's own metrics lack, read from the State, Job and node APIs: per-job data with metadata,
+node lifecycle, object-store counters, readable task and actor counts.
+
+Everything comes from one cached ``ClusterSnapshot`` per scrape (``raylens.ray.state``), so the
+sections below cost no extra calls. Every series carries ``SessionName``; per-node series carry
+``ip`` and ``NodeAddress`` (same value) so they join with Ray's hardware (``ip``) and core
+(``NodeAddress``) series. Sample::
+
+    raylens_ray_up 1.0
+    raylens_ray_state_age_seconds 1.2
+    raylens_ray_node_up{NodeAddress="10.0.0.5",SessionName="session_…",ip="10.0.0.5",node_id="ab12…"} 1.0
+    raylens_ray_object_store_pressure_ratio{NodeAddress="10.0.0.5",…} 0.42
+    raylens_ray_object_store_spilled_bytes_total{NodeAddress="10.0.0.5",…} 2.1e+08
+    raylens_ray_job_info{SessionName="session_…",entrypoint="python train.py",job_id="02000000",
+        project="vision",submission_id="raysubmit_x",team="ml",type="SUBMISSION",user="alice",workload=""} 1.0
+    raylens_ray_jobs_finished_total{SessionName="session_…",status="FAILED"} 3.0
+    raylens_ray_tasks{SessionName="session_…",name="preprocess",state="RUNNING"} 12.0
+    raylens_ray_node_removals_total{SessionName="session_…",market="spot",node_type="gpu",reason="preempted"} 1
+
+Ray is imported lazily (inside ``raylens.ray.state``), so enabling this collector is the only thing
+that needs the ``ray`` extra; with a dashboard URL and ``ray.object_store: false`` it needs none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from raylens.collectors.base import Collector, Section
+from raylens.config import RayConfig
+from raylens.ray.address import RayUnavailable
+from raylens.ray.lifecycle import LifecycleCounters, label_values
+from raylens.ray.snapshot import ClusterSnapshot, JobSnapshot, NodeSnapshot
+from raylens.ray.state import ALL_SOURCES, RayStateSource
+
+NODE_LABELS = ["SessionName", "node_id", "ip", "NodeAddress"]
+JOB_LABELS = ["SessionName", "job_id", "submission_id"]
+OTHER = "other"
+# (LifecycleCounters attribute, metric name, labels, help)
+_LIFECYCLE_COUNTERS: list[tuple[str, str, list[str], str]] = [
+    (
+        "jobs_finished",
+        "raylens_ray_jobs_finished",
+        ["SessionName", "status"],
+        "Jobs that reached a final status (SUCCEEDED, FAILED, STOPPED) while the exporter watched.",
+    ),
+    (
+        "node_joins",
+        "raylens_ray_node_joins",
+        ["SessionName", "node_type", "market"],
+        "Nodes that joined the cluster.",
+    ),
+    (
+        "node_removals",
+        "raylens_ray_node_removals",
+        ["SessionName", "node_type", "market", "reason"],
+        "Nodes that left, by reason: expected_termination, unexpected_termination, preempted, "
+        "idle_terminated, unspecified, vanished.",
+    ),
+    (
+        "task_failures",
+        "raylens_ray_task_failures",
+        ["SessionName", "error_type"],
+        "Failed task attempts by Ray's error type.",
+    ),
+    (
+        "actor_failures",
+        "raylens_ray_actor_failures",
+        ["SessionName", "error_type"],
+        "Actors that died other than by ray.kill, going out of scope or an intended exit, by reason.",
+    ),
+]
+_LABEL_VALUE_MAX = 128
+
+
+class _NoSnapshot(Exception):
+    """The round failed; the ``fetch`` section reports it once, data sections stay silent."""
+
+
+class RayCollector(Collector):
+    name = "ray"
+
+    def __init__(
+        self,
+        config: RayConfig,
+        source: RayStateSource | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._config = config
+        self._source = source or RayStateSource(config)
+        self._clock = clock
+        self._lifecycle = LifecycleCounters()
+
+    @property
+    def source(self) -> RayStateSource:
+        return self._source
+
+    def sections(self) -> Mapping[str, Section]:
+        scrape = _Scrape(self._source, self._lifecycle)
+
+        def data(builder: Callable[[ClusterSnapshot], Iterator[Metric]], *sources: str, quiet: bool = False) -> Section:
+            """A section fed by ``sources``; fails when one of them failed this round, or stays
+            empty when ``quiet`` (the sources' own sections already report the fault)."""
+
+            def section() -> Iterator[Metric]:
+                try:
+                    snapshot = scrape.snapshot()
+                except _NoSnapshot:
+                    return
+                failed = [s for s in sources if s in snapshot.sources and not snapshot.sources[s].ok]
+                if failed and quiet:
+                    return
+                if failed:
+                    errors = "; ".join(f"{s}: {snapshot.sources[s].error}" for s in failed)
+                    raise RayUnavailable(errors)
+                yield from builder(snapshot)
+
+            return section
+
+        return {
+            "state": lambda: self._state(scrape),
+            "fetch": lambda: self._fetch_failure(scrape),
+            "cluster": data(self._cluster, "version"),
+            "nodes": data(self._nodes, "nodes"),
+            "object_store": data(self._object_store, "object_store"),
+            "jobs": data(self._jobs, "jobs"),
+            "actors": data(self._actors, "actors"),
+            "tasks": data(self._tasks, "tasks"),
+            "allocation": data(self._allocation, "jobs", "actors", "tasks", quiet=True),
+            "lifecycle": lambda: self._lifecycle_counters(scrape),
+        }
+
+    # --- sections ------------------------------------------------------------------------------
+
+    def _state(self, scrape: _Scrape) -> Iterator[Metric]:
+        try:
+            snapshot: ClusterSnapshot | None = scrape.snapshot()
+        except _NoSnapshot:
+            snapshot = None
+        source = self._source
+        yield GaugeMetricFamily(
+            "raylens_ray_up",
+            "1 when the last round of calls reached the Ray dashboard, else 0.",
+            value=0.0 if source.last_round_failed else 1.0,
+        )
+        served = snapshot or source.last_good
+        if served is not None:
+            yield GaugeMetricFamily(
+                "raylens_ray_state_age_seconds",
+                "Age of the Ray state behind this scrape (cache age; grows while Ray is unreachable).",
+                value=max(0.0, self._clock() - served.taken_at),
+            )
+        yield CounterMetricFamily(
+            "raylens_ray_state_fetches",
+            "Rounds of calls to Ray since the exporter started; at most one per scrape, none on cache hits.",
+            value=source.rounds,
+        )
+        errors = CounterMetricFamily(
+            "raylens_ray_state_fetch_errors",
+            "Rounds in which a source failed (timeout, refused, bad answer), by source.",
+            labels=["source"],
+        )
+        for name in ALL_SOURCES:
+            errors.add_metric([name], source.source_errors.get(name, 0))
+        yield errors
+        if snapshot is not None:
+            success = GaugeMetricFamily(
+                "raylens_ray_state_source_success",
+                "1 when the source answered in the last round, by source.",
+                labels=["source"],
+            )
+            duration = GaugeMetricFamily(
+                "raylens_ray_state_source_duration_seconds",
+                "Time the source took in the last round.",
+                labels=["source"],
+            )
+            rows = GaugeMetricFamily(
+                "raylens_ray_state_rows", "Rows the source returned in the last round.", labels=["source"]
+            )
+            truncated = GaugeMetricFamily(
+                "raylens_ray_state_truncated_rows",
+                "Rows Ray had but did not return (limit reached or data missing): counts below are low.",
+                labels=["source"],
+            )
+            for name, status in sorted(snapshot.sources.items()):
+                success.add_metric([name], 1.0 if status.ok else 0.0)
+                duration.add_metric([name], status.seconds)
+                if status.total or status.returned:
+                    rows.add_metric([name], status.returned)
+                    truncated.add_metric([name], status.truncated)
+            yield from (success, duration, rows, truncated)
+
+    @staticmethod
+    def _fetch_failure(scrape: _Scrape) -> Iterator[Metric]:
+        """Reports an unreachable Ray once per scrape (the health series above still go out)."""
+        if scrape.error is not None:
+            raise scrape.error
+        yield from ()
+
+    def _cluster(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "raylens_ray_cluster_info",
+            "The Ray cluster being read, value 1.",
+            labels=["SessionName", "ray_version", "dashboard_url"],
+        )
+        info.add_metric([snapshot.session_name, snapshot.ray_version, snapshot.dashboard_url], 1.0)
+        yield info
+
+    def _nodes(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        session = snapshot.session_name
+        counts = GaugeMetricFamily(
+            "raylens_ray_nodes",
+            "Nodes in Ray's node table by state, node type and market.",
+            labels=["SessionName", "state", "node_type", "market"],
+        )
+        by_kind = Counter((node.state, node.node_type, node.market) for node in snapshot.nodes)
+        for (state, node_type, market), count in sorted(by_kind.items()):
+            counts.add_metric([session, state, node_type, market], count)
+        yield counts
+
+        info = GaugeMetricFamily(
+            "raylens_ray_node_info",
+            "Identity of each node, value 1; alive nodes and dead ones within the grace period.",
+            labels=[*NODE_LABELS, "node_name", "is_head", "node_type", "market", "instance_type"],
+        )
+        up = GaugeMetricFamily("raylens_ray_node_up", "1 while the node is ALIVE, 0 once DEAD.", labels=NODE_LABELS)
+        started = GaugeMetricFamily(
+            "raylens_ray_node_start_time_seconds", "When the node joined, Unix time.", labels=NODE_LABELS
+        )
+        ended = GaugeMetricFamily(
+            "raylens_ray_node_end_time_seconds", "When the node died, Unix time.", labels=NODE_LABELS
+        )
+        capacity = GaugeMetricFamily(
+            "raylens_ray_node_resource_capacity",
+            "Logical resources the node offers (CPU and GPU in units, memory in bytes), by resource.",
+            labels=[*NODE_LABELS, "resource"],
+        )
+        used = GaugeMetricFamily(
+            "raylens_ray_node_resource_used",
+            "Logical resources held by running tasks and actors now, by resource.",
+            labels=[*NODE_LABELS, "resource"],
+        )
+        for node in self._visible_nodes(snapshot):
+            labels = _node_labels(session, node)
+            info.add_metric(
+                [*labels, node.node_name, str(node.is_head).lower(), node.node_type, node.market, node.instance_type],
+                1.0,
+            )
+            up.add_metric(labels, 1.0 if node.alive else 0.0)
+            if node.start_time is not None:
+                started.add_metric(labels, node.start_time)
+            if node.end_time is not None:
+                ended.add_metric(labels, node.end_time)
+            if not node.alive:
+                continue
+            for resource, amount in sorted(node.resources_total.items()):
+                capacity.add_metric([*labels, resource], amount)
+            for resource, amount in sorted((node.resources_used or {}).items()):
+                used.add_metric([*labels, resource], amount)
+        yield from (info, up, started, ended, capacity, used)
+
+    def _object_store(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        gauges = {
+            "used_bytes": ("Bytes of objects in the node's object store.", lambda s: s.used_bytes),
+            "capacity_bytes": ("Object store size.", lambda s: s.capacity_bytes),
+            "pressure_ratio": ("Used over capacity, 0-1.", lambda s: s.pressure_ratio),
+            "primary_copy_bytes": (
+                "Bytes of primary copies (pinned until spilled or freed).",
+                lambda s: s.primary_copy_bytes,
+            ),
+            "fallback_bytes": (
+                "Bytes allocated on disk because shared memory was full.",
+                lambda s: s.fallback_bytes,
+            ),
+            "objects": ("Objects in the node's object store.", lambda s: s.local_objects),
+            "primary_copies": ("Primary copies (pinned) in the node's object store.", lambda s: s.primary_copies),
+        }
+        counters = {
+            "spilled_bytes": ("Bytes spilled to external storage since the raylet started.", "spilled_bytes_total"),
+            "spilled_objects": ("Objects spilled since the raylet started.", "spilled_objects_total"),
+            "restored_bytes": ("Bytes restored from external storage.", "restored_bytes_total"),
+            "restored_objects": ("Objects restored from external storage.", "restored_objects_total"),
+        }
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        for suffix, (help_text, _) in gauges.items():
+            families[suffix] = GaugeMetricFamily(f"raylens_ray_object_store_{suffix}", help_text, labels=NODE_LABELS)
+        for suffix, (help_text, _) in counters.items():
+            families[suffix] = CounterMetricFamily(f"raylens_ray_object_store_{suffix}", help_text, labels=NODE_LABELS)
+        for node in snapshot.alive_nodes:
+            stats = node.object_store
+            if stats is None:
+                continue
+            labels = _node_labels(snapshot.session_name, node)
+            for suffix, (_, read) in gauges.items():
+                value = read(stats)
+                if value is not None:
+                    families[suffix].add_metric(labels, float(value))
+            for suffix, (_, field_name) in counters.items():
+                families[suffix].add_metric(labels, float(getattr(stats, field_name)))
+        yield from families.values()
+
+    def _jobs(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        session = snapshot.session_name
+        now = self._clock()
+        counts = GaugeMetricFamily(
+            "raylens_ray_jobs", "Jobs in Ray's job table by status.", labels=["SessionName", "status"]
+        )
+        for status, count in sorted(Counter(job.status for job in snapshot.jobs).items()):
+            counts.add_metric([session, status], count)
+        yield counts
+
+        attribution = list(self._config.job_attribution_labels)
+        info = GaugeMetricFamily(
+            "raylens_ray_job_info",
+            "Each live or recently finished job with its metadata, value 1. Join on job_id for attribution.",
+            labels=[*JOB_LABELS, "type", "entrypoint", *attribution],
+        )
+        status = GaugeMetricFamily(
+            "raylens_ray_job_status", "1 for the job's current status.", labels=[*JOB_LABELS, "status"]
+        )
+        started = GaugeMetricFamily(
+            "raylens_ray_job_start_time_seconds", "When the job started, Unix time.", labels=JOB_LABELS
+        )
+        ended = GaugeMetricFamily(
+            "raylens_ray_job_end_time_seconds", "When the job finished, Unix time.", labels=JOB_LABELS
+        )
+        duration = GaugeMetricFamily(
+            "raylens_ray_job_duration_seconds",
+            "Run time so far, or start to end once finished.",
+            labels=JOB_LABELS,
+        )
+        for job in self._visible_jobs(snapshot, now):
+            labels = _job_labels(session, job)
+            entrypoint = _truncate(job.entrypoint, self._config.entrypoint_max_length)
+            metadata = [_truncate(job.metadata.get(key, ""), _LABEL_VALUE_MAX) for key in attribution]
+            info.add_metric([*labels, job.type, entrypoint, *metadata], 1.0)
+            status.add_metric([*labels, job.status], 1.0)
+            if job.start_time is not None:
+                started.add_metric(labels, job.start_time)
+                duration.add_metric(labels, job.duration(now) or 0.0)
+            if job.end_time is not None:
+                ended.add_metric(labels, job.end_time)
+        yield from (info, status, started, ended, duration)
+
+    def _actors(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        yield from self._workload_counts(
+            snapshot,
+            [(actor.class_name, actor.state, actor.job_id) for actor in snapshot.actors],
+            kind="actors",
+            name_label="class_name",
+            what="Actors Ray knows (alive and dead)",
+        )
+
+    def _tasks(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        yield from self._workload_counts(
+            snapshot,
+            [(task.name or task.func_or_class_name, task.state, task.job_id) for task in snapshot.tasks],
+            kind="tasks",
+            name_label="name",
+            what="Task attempts in Ray's task history (bounded; see raylens_ray_state_truncated_rows)",
+        )
+
+    def _workload_counts(
+        self,
+        snapshot: ClusterSnapshot,
+        rows: list[tuple[str, str, str]],
+        kind: str,
+        name_label: str,
+        what: str,
+    ) -> Iterator[Metric]:
+        session = snapshot.session_name
+        keep = _top_names((name for name, _, _ in rows), self._config.top_names)
+        by_name = GaugeMetricFamily(
+            f"raylens_ray_{kind}",
+            f"{what}, by {name_label} (top {self._config.top_names}, the rest as `other`) and state.",
+            labels=["SessionName", name_label, "state"],
+        )
+        for (name, state), count in sorted(Counter((n if n in keep else OTHER, s) for n, s, _ in rows).items()):
+            by_name.add_metric([session, name, state], count)
+        yield by_name
+
+        hidden = self._hidden_job_ids(snapshot)
+        by_job = GaugeMetricFamily(
+            f"raylens_ray_job_{kind}",
+            f"{what}, by job and state.",
+            labels=["SessionName", "job_id", "state"],
+        )
+        per_job = Counter((job_id, state) for _, state, job_id in rows if job_id not in hidden)
+        for (job_id, state), count in sorted(per_job.items()):
+            by_job.add_metric([session, job_id, state], count)
+        yield by_job
+
+    def _allocation(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        """Resources each job holds now: running normal tasks plus alive actors (actor tasks run
+        inside their actor's allocation, so they are not added again)."""
+        held: dict[tuple[str, str], float] = defaultdict(float)
+        for task in snapshot.tasks:
+            if task.state == "RUNNING" and task.type == "NORMAL_TASK":
+                for resource, amount in task.required_resources.items():
+                    held[(task.job_id, resource)] += amount
+        for actor in snapshot.actors:
+            if actor.state == "ALIVE":
+                for resource, amount in actor.required_resources.items():
+                    held[(actor.job_id, resource)] += amount
+        family = GaugeMetricFamily(
+            "raylens_ray_job_resources_held",
+            "Logical resources a job's running tasks and alive actors hold now (CPU/GPU in units, memory in bytes).",
+            labels=["SessionName", "job_id", "resource"],
+        )
+        hidden = self._hidden_job_ids(snapshot)
+        for (job_id, resource), amount in sorted(held.items()):
+            if job_id not in hidden:
+                family.add_metric([snapshot.session_name, job_id, resource], amount)
+        yield family
+
+    def _lifecycle_counters(self, scrape: _Scrape) -> Iterator[Metric]:
+        with contextlib.suppress(_NoSnapshot):
+            scrape.snapshot()  # feeds the counters once per round
+        counts = self._lifecycle.snapshot()
+        for key, name, labels, help_text in _LIFECYCLE_COUNTERS:
+            family = CounterMetricFamily(name, help_text, labels=labels)
+            for values, count in label_values(counts[key]):
+                family.add_metric(values, count)
+            yield family
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _visible_nodes(self, snapshot: ClusterSnapshot) -> Iterator[NodeSnapshot]:
+        now = self._clock()
+        grace = self._config.finished_grace_seconds
+        for node in snapshot.nodes:
+            if node.alive or (node.end_time is not None and now - node.end_time <= grace):
+                yield node
+
+    def _visible_jobs(self, snapshot: ClusterSnapshot, now: float) -> Iterator[JobSnapshot]:
+        grace = self._config.finished_grace_seconds
+        for job in snapshot.jobs:
+            if not job.finished or job.end_time is None or now - job.end_time <= grace:
+                yield job
+
+    def _hidden_job_ids(self, snapshot: ClusterSnapshot) -> set[str]:
+        now = self._clock()
+        visible = {job.job_id for job in self._visible_jobs(snapshot, now)}
+        return {job.job_id for job in snapshot.jobs if job.job_id and job.job_id not in visible}
+
+
+class _Scrape:
+    """One scrape's view: fetches (or reuses) the snapshot once, feeds the counters once."""
+
+    def __init__(self, source: RayStateSource, lifecycle: LifecycleCounters):
+        self._source = source
+        self._lifecycle = lifecycle
+        self._snapshot: ClusterSnapshot | None = None
+        self.error: Exception | None = None
+        self._done = False
+
+    def snapshot(self) -> ClusterSnapshot:
+        if not self._done:
+            self._done = True
+            try:
+                self._snapshot = self._source.snapshot()
+                self._lifecycle.observe(self._snapshot)
+            except Exception as error:  # reported by the state section
+                self.error = error
+        if self._snapshot is None:
+            raise _NoSnapshot()
+        return self._snapshot
+
+
+def _node_labels(session: str, node: NodeSnapshot) -> list[str]:
+    return [session, node.node_id, node.ip, node.ip]
+
+
+def _job_labels(session: str, job: JobSnapshot) -> list[str]:
+    return [session, job.job_id or "", job.submission_id or ""]
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def _top_names(names: Iterable[str], limit: int) -> set[str]:
+    counts = Counter(names)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return {name for name, _ in ranked[:limit]}

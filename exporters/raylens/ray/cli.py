@@ -1,0 +1,111 @@
+"""``raylens sd``: keep Prometheus file_sd target lists in step with a Ray cluster."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from raylens.config import RayConfig, load_config
+from raylens.logs import configure_logging
+from raylens.ray.address import RayUnavailable
+from raylens.ray.discovery import (
+    EXPORTER_TARGETS_FILE,
+    RAY_TARGETS_FILE,
+    exporter_target_groups,
+    ray_service_endpoints,
+    ray_target_groups,
+    write_targets,
+)
+from raylens.ray.state import RayStateSource
+
+log = logging.getLogger("raylens.sd")
+
+
+def discover_once(ray_config: RayConfig, output_dir: Path, exporter_port: int | None) -> list[Path]:
+    """One lookup; writes the files and returns those whose content changed."""
+    # Service discovery needs nodes and the dashboard, nothing heavy.
+    light = ray_config.model_copy(update={"max_actors": 0, "max_tasks": 0, "object_store": False, "cache_seconds": 0})
+    source = RayStateSource(light)
+    try:
+        snapshot = source.snapshot()
+    finally:
+        source.close()
+    if not snapshot.ok("nodes") or not snapshot.ok("node_details"):
+        failed = {name: status.error for name, status in snapshot.sources.items() if not status.ok}
+        raise RayUnavailable(f"node listing incomplete: {failed}")
+    node_groups = ray_target_groups(snapshot)
+    node_targets = {target for group in node_groups for target in group["targets"]}
+    try:
+        extra = ray_service_endpoints(snapshot.dashboard_url, node_targets, ray_config.timeout_seconds)
+    except Exception as error:  # the node targets are still worth writing
+        log.warning("no autoscaler/dashboard metrics endpoints", extra={"error": f"{type(error).__name__}: {error}"})
+        extra = []
+    changed = []
+    ray_file = output_dir / RAY_TARGETS_FILE
+    if write_targets(ray_file, ray_target_groups(snapshot, extra)):
+        changed.append(ray_file)
+    if exporter_port:
+        exporter_file = output_dir / EXPORTER_TARGETS_FILE
+        if write_targets(exporter_file, exporter_target_groups(snapshot, exporter_port)):
+            changed.append(exporter_file)
+    return changed
+
+
+def cmd_sd(args: argparse.Namespace) -> int:
+    overrides: dict[tuple[str, ...], tuple[str, Any]] = {
+        ("ray", "address"): ("flag --ray.address", args.ray_address),
+        ("log", "level"): ("flag --log.level", args.log_level),
+        ("log", "format"): ("flag --log.format", args.log_format),
+    }
+    config = load_config(args.config_file, overrides=overrides)
+    configure_logging(config.log.level, config.log.format)
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while True:
+        try:
+            changed = discover_once(config.ray, args.output_dir, args.exporter_port)
+            for path in changed:
+                log.info("targets written", extra={"file": str(path)})
+            if args.once:
+                return 0
+        except Exception as error:
+            # Keep the previous files: a blip must not empty Prometheus' target list.
+            log.warning("service discovery failed", extra={"error": f"{type(error).__name__}: {error}"})
+            if args.once:
+                return 1
+        if stop.wait(args.interval):
+            return 0
+
+
+def add_ray_commands(commands: argparse._SubParsersAction) -> None:
+    sd = commands.add_parser(
+        "sd", help="write Prometheus file_sd targets for Ray's metrics endpoints and raylens exporters"
+    )
+    sd.add_argument(
+        "--config.file",
+        dest="config_file",
+        type=Path,
+        default=os.environ.get("RAYLENS_CONFIG_FILE") or None,
+        help="raylens.yaml; its `ray` section says how to reach the cluster",
+    )
+    sd.add_argument("--ray.address", dest="ray_address", help="auto, GCS host:port or dashboard URL")
+    sd.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("targets"),
+        help=f"folder for {RAY_TARGETS_FILE} (and {EXPORTER_TARGETS_FILE}) (default: %(default)s)",
+    )
+    sd.add_argument(
+        "--exporter-port", type=int, help=f"also write {EXPORTER_TARGETS_FILE}: raylens on every node at this port"
+    )
+    sd.add_argument("--interval", type=float, default=30.0, help="seconds between lookups (default: %(default)s)")
+    sd.add_argument("--once", action="store_true", help="write once and exit (non-zero when Ray is unreachable)")
+    sd.add_argument("--log.level", dest="log_level", help="debug, info, warning or error")
+    sd.add_argument("--log.format", dest="log_format", help="json (default) or text")
+    sd.set_defaults(handler=cmd_sd)
