@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
+from raylens.ray.address import RayUnavailable
 from raylens.stack.processes import StartError
 from raylens.stack.tools import MissingToolError
 from raylens.stack.up import Stack, StackOptions, default_state_dir, say_now, stop_recorded
@@ -15,11 +17,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         allow_install=not args.no_install,
         scrape_interval=args.scrape_interval,
+        config_file=args.config_file,
+        ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
+        demo=args.demo,
+        demo_duration_seconds=args.demo_duration,
     )
-    stack = Stack(options)
     try:
+        stack = Stack(options)
         urls = stack.up()
-    except (StartError, MissingToolError) as error:
+    except (StartError, MissingToolError, RayUnavailable) as error:
         say_now(f"raylens up failed: {error}")
         return 1
     say_now("\nraylens is up:")
@@ -57,6 +63,19 @@ def add_stack_commands(commands: argparse._SubParsersAction) -> None:
     )
     up.add_argument(
         "--scrape-interval", default="5s", help="Prometheus scrape and rule interval (default: %(default)s)"
+    )
+    up.add_argument("--config.file", dest="config_file", type=Path, help="raylens.yaml: alert thresholds, cost, ray")
+    up.add_argument(
+        "--ray-address", help="attach to this cluster (GCS address or dashboard URL) instead of a local head"
+    )
+    up.add_argument(
+        "--demo",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="submit sample jobs (default: on for a local head, off when attaching)",
+    )
+    up.add_argument(
+        "--demo-duration", type=float, default=900.0, help="seconds the demo jobs run (default: %(default)s)"
     )
     up.set_defaults(handler=cmd_up)
 

@@ -22,6 +22,7 @@ def prepare_prometheus_dir(
     scrape_interval: str | None = None,
     alertmanager_targets: list[str] | None = None,
     alerts_config: AlertsConfig | None = None,
+    ray_targets: list[str] | None = None,
 ) -> Path:
     """Copy ``provisioning/prometheus`` and the rules into ``target_dir``; write the target files.
 
@@ -34,14 +35,16 @@ def prepare_prometheus_dir(
     config = yaml.safe_load((bundle / "provisioning" / "prometheus" / "prometheus.yml").read_text())
     if scrape_interval:
         config.setdefault("global", {}).update(scrape_interval=scrape_interval, evaluation_interval=scrape_interval)
-    if alertmanager_targets:
-        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": alertmanager_targets}]}]}
     config_path = target_dir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     targets = target_dir / "targets"
     targets.mkdir(exist_ok=True)
     (targets / "raylens.json").write_text(json.dumps([{"targets": exporter_targets, "labels": {}}], indent=2))
+    alertmanagers = [{"targets": alertmanager_targets, "labels": {}}] if alertmanager_targets else []
+    (targets / "alertmanager.json").write_text(json.dumps(alertmanagers))
+    # Ray's own endpoints; `raylens sd` keeps this file current on a real cluster.
+    (targets / "ray.json").write_text(json.dumps([{"targets": ray_targets, "labels": {}}] if ray_targets else []))
 
     for name, source in RULE_FOLDERS.items():
         destination = target_dir / "rules" / name

@@ -185,28 +185,8 @@ class RayHead:
         raise StartError(f"Ray head not ready after {timeout:.0f}s ({last})\n{tail}")
 
     def pids(self) -> list[int]:
-        """Every process of this cluster: the ``ray start`` child, its descendants, and any process
-        carrying our temp dir on its command line or our marker in its environment."""
-        found: set[int] = set()
-        marker = f"{MARKER_VARIABLE}={self.temp_dir}".encode()
-        temp_dir = str(self.temp_dir)
-        if self.process is not None and self.process.pid is not None:
-            with contextlib.suppress(psutil.Error):
-                root = psutil.Process(self.process.pid)
-                found.add(root.pid)
-                found.update(child.pid for child in root.children(recursive=True))
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            if proc.pid == os.getpid():
-                continue
-            with contextlib.suppress(psutil.Error, OSError):
-                if temp_dir in " ".join(proc.info["cmdline"] or []):
-                    found.add(proc.pid)
-                    continue
-                environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
-                if marker in environ.split(b"\0"):
-                    found.add(proc.pid)
-        found.discard(os.getpid())
-        return sorted(found)
+        """Every process of this cluster (see ``cluster_pids``)."""
+        return cluster_pids(self.temp_dir, self.process.pid if self.process is not None else None)
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM to ``ray start --block`` (it tears its cluster down), then SIGKILL stragglers."""
@@ -230,6 +210,37 @@ class RayHead:
 
     def _kill_remaining(self) -> None:
         _kill_pids(set(self.pids()), signal.SIGKILL, grace=5.0)
+
+
+def cluster_pids(temp_dir: Path, root_pid: int | None = None) -> list[int]:
+    """The ``ray start`` process, its descendants, and any process carrying ``temp_dir`` on its
+    command line or the head's marker in its environment (workers rename themselves ``ray::IDLE``
+    and lose the temp dir from their command line, but keep the environment)."""
+    found: set[int] = set()
+    marker = f"{MARKER_VARIABLE}={temp_dir}".encode()
+    if root_pid is not None:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(root_pid)
+            found.add(root.pid)
+            found.update(child.pid for child in root.children(recursive=True))
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if str(temp_dir) in " ".join(proc.info["cmdline"] or []):
+                found.add(proc.pid)
+                continue
+            environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+            if marker in environ.split(b"\0"):
+                found.add(proc.pid)
+    found.discard(os.getpid())
+    return sorted(found)
+
+
+def stop_cluster(temp_dir: Path, root_pid: int | None = None) -> None:
+    """Stop a head started earlier (maybe by another process) by PID: SIGTERM, then SIGKILL."""
+    _kill_pids(set(cluster_pids(temp_dir, root_pid)), signal.SIGTERM, grace=10.0)
+    _kill_pids(set(cluster_pids(temp_dir, root_pid)), signal.SIGKILL, grace=5.0)
 
 
 def _kill_pids(pids: set[int], sig: signal.Signals, grace: float) -> None:

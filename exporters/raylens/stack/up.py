@@ -1,8 +1,10 @@
 """``raylens up`` / ``raylens down``: the local stack on loopback, each part in its own state folder.
 
-``up`` starts the exporter, then Prometheus loaded with the bundle's rules scraping it, records every
-PID in ``<state>/stack.json``, and stops them all on Ctrl-C or SIGTERM. ``down`` stops what that
-file names, by PID, and nothing else.
+``up`` starts, in order, a notification sink, Alertmanager with the shipped routing, a local Ray
+head (or attaches to ``--ray-address``), the raylens exporter, and Prometheus loaded with the
+bundle's rules scraping both; on a fresh local head it submits the demo jobs. It records every PID
+in ``<state>/stack.json`` and stops them all on Ctrl-C or SIGTERM. ``down`` stops what that file
+names, by PID, and nothing else.
 """
 
 from __future__ import annotations
@@ -16,14 +18,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
+import yaml
 
+from raylens.config import KNOWN_COLLECTORS, load_config
 from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
+from raylens.stack.demo import LOCAL_NODE_LABELS, WORKER_PORT_RANGE, apply_demo_settings
 from raylens.stack.ports import free_port
 from raylens.stack.processes import ManagedProcess, StartError, stop_pid
 from raylens.stack.prometheus import prepare_prometheus_dir, prometheus_argv
 from raylens.stack.tools import bundle_root, ensure_tools
+
+if TYPE_CHECKING:
+    from raylens.stack.ray_head import RayHead
 
 STATE_FILE = "stack.json"
 
@@ -47,15 +56,53 @@ class StackOptions:
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
     sink_port: int = 9097
-    collectors: str = "node"
+    # The user's raylens.yaml: its alerts, cost and ray sections shape the stack.
+    config_file: Path | None = None
+    # Attach to this cluster instead of starting a local head (RAY_ADDRESS, GCS or dashboard URL).
+    ray_address: str | None = None
+    # Submit the sample jobs; default: only on a local head `up` started itself.
+    demo: bool | None = None
+    demo_duration_seconds: float = 900.0
+    # Shorter Alertmanager timers so demo alerts arrive in seconds, not after 30 s/5 m.
+    alertmanager_group_wait: str | None = "2s"
+    alertmanager_group_interval: str | None = "10s"
+
+
+class RayHeadComponent:
+    """Adapts a local ``RayHead`` to the start/stop/record shape of the other components."""
+
+    name = "ray-head"
+
+    def __init__(self, head: RayHead):
+        self.head = head
+
+    @property
+    def pid(self) -> int | None:
+        return self.head.process.pid if self.head.process else None
+
+    @property
+    def popen(self):  # the same attribute as ManagedProcess
+        return self.head.process.popen if self.head.process else None
+
+    def stop(self) -> None:
+        self.head.stop()
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.head.process.log_tail(lines) if self.head.process else ""
+
+    def record(self) -> dict[str, object]:
+        return {"name": self.name, "pid": self.pid, "command": "ray", "temp_dir": str(self.head.temp_dir)}
 
 
 class Stack:
     def __init__(self, options: StackOptions, say: Callable[[str], None] = say_now):
         self.options = options
         self.say = say
-        self.processes: list[ManagedProcess] = []
+        self.processes: list[ManagedProcess | RayHeadComponent] = []
         self.urls: dict[str, str] = {}
+        self.user_config = load_config(options.config_file)
+        self.ray_dashboard_url: str | None = None
+        self.ray_metrics_targets: list[str] = []
 
     def _step(self, title: str, action: Callable[[], str | None]) -> None:
         started = time.monotonic()
@@ -83,13 +130,22 @@ class Stack:
                     tools["prometheus-alertmanager"], ports["alertmanager"], ports["sink"]
                 ),
             )
+            if self.options.ray_address:
+                self._step("find the Ray cluster", self._attach_ray)
+            else:
+                self._step("start a local Ray head", self._start_ray_head)
             self._step("start raylens exporter", lambda: self._start_exporter(ports["exporter"]))
             self._step("start Prometheus", lambda: self._start_prometheus(tools["prometheus"], ports))
-            self._step("wait for the first scrape", self._wait_first_scrape)
+            if self._demo_enabled():
+                self._step("submit demo jobs", self._submit_demo)
+            self._step("wait for the first scrapes", self._wait_first_scrape)
         except BaseException:
             self.down()
             raise
         return self.urls
+
+    def _demo_enabled(self) -> bool:
+        return self.options.demo if self.options.demo is not None else not self.options.ray_address
 
     def _refuse_if_running(self) -> None:
         recorded = read_state(self.options.state_dir)
@@ -105,14 +161,14 @@ class Stack:
         return ", ".join(tools[name] for name in ("prometheus", "prometheus-alertmanager"))
 
     def _pick_ports(self) -> dict[str, int]:
-        """The well-known ports when free, else any free ones; never the same twice."""
+        """The well-known ports when free, else any free ones outside Ray's worker range."""
         preferred = {
             "sink": self.options.sink_port,
             "alertmanager": self.options.alertmanager_port,
             "exporter": self.options.exporter_port,
             "prometheus": self.options.prometheus_port,
         }
-        taken: set[int] = set()
+        taken: set[int] = set(WORKER_PORT_RANGE)
         ports = {}
         for name, port in preferred.items():
             ports[name] = free_port(port, taken=taken)
@@ -130,13 +186,71 @@ class Stack:
 
     def _start_alertmanager(self, binary: str, port: int, sink_port: int) -> str:
         state = self.options.state_dir / "alertmanager"
-        config = prepare_alertmanager_dir(bundle_root(), state, f"127.0.0.1:{sink_port}")
+        config = prepare_alertmanager_dir(
+            bundle_root(),
+            state,
+            f"127.0.0.1:{sink_port}",
+            self.options.alertmanager_group_wait,
+            self.options.alertmanager_group_interval,
+        )
         listen = f"127.0.0.1:{port}"
         argv = alertmanager_argv(binary, config, state / "data", listen)
         logs = self.options.state_dir / "logs"
         self._launch(ManagedProcess("alertmanager", argv, logs / "alertmanager.log", f"http://{listen}/-/ready"))
         self.urls["alertmanager"] = f"http://{listen}"
         return self.urls["alertmanager"]
+
+    def _start_ray_head(self) -> str:
+        from raylens.stack.ray_head import RayHead, short_temp_dir
+
+        head = RayHead(
+            temp_dir=short_temp_dir(),
+            log_dir=self.options.state_dir / "logs",
+            num_cpus=max(2, os.cpu_count() or 2),
+            object_store_bytes=200_000_000,
+            labels=dict(LOCAL_NODE_LABELS),
+        )
+        component = RayHeadComponent(head)
+        self.processes.append(component)
+        head.start(timeout=180)
+        self._write_state()
+        self.ray_dashboard_url = head.dashboard_url
+        self.ray_metrics_targets = [
+            head.metrics_address,
+            f"127.0.0.1:{head.ports.autoscaler_metrics}",
+            f"127.0.0.1:{head.ports.dashboard_metrics}",
+        ]
+        self.urls["ray-head"] = head.dashboard_url
+        return f"dashboard {head.dashboard_url}, GCS {head.address}, temp dir {head.temp_dir}"
+
+    def _attach_ray(self) -> str:
+        from raylens.ray.address import dashboard_url_from_gcs, find_local_gcs_address, is_dashboard_url
+
+        address = self.options.ray_address or "auto"
+        if not is_dashboard_url(address):
+            gcs = find_local_gcs_address(None) if address == "auto" else address
+            address = dashboard_url_from_gcs(gcs, timeout=10)
+        self.ray_dashboard_url = address.rstrip("/")
+        self.ray_metrics_targets = []
+        self.urls["ray"] = self.ray_dashboard_url
+        return f"dashboard {self.ray_dashboard_url} (Ray's own metrics: add them with `raylens sd`)"
+
+    def _exporter_config(self) -> Path:
+        """The user's config, plus what this stack knows: collectors, the cluster, demo pricing."""
+        data = self.user_config.model_dump(mode="json", exclude_none=True)
+        collectors = ["node", "ray"]
+        if "cost" in KNOWN_COLLECTORS:
+            collectors.append("cost")
+        if nvml_available():
+            collectors.append("gpu")
+        data["exporter"]["collectors"] = collectors
+        data["ray"]["address"] = self.ray_dashboard_url
+        if self._demo_enabled():
+            data = apply_demo_settings(data, self.options.state_dir)
+        path = self.options.state_dir / "raylens.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=True))
+        load_config(path)  # fail here, naming the field, rather than in the exporter's log
+        return path
 
     def _launch(self, process: ManagedProcess) -> None:
         process.start()
@@ -146,18 +260,19 @@ class Stack:
 
     def _start_exporter(self, port: int) -> str:
         listen = f"127.0.0.1:{port}"
+        config = self._exporter_config()
         argv = [
             sys.executable,
             "-m",
             "raylens",
             "exporter",
             f"--web.listen-address={listen}",
-            f"--collectors={self.options.collectors}",
+            f"--config.file={config}",
         ]
         logs = self.options.state_dir / "logs"
         self._launch(ManagedProcess("exporter", argv, logs / "exporter.log", f"http://{listen}/healthz"))
         self.urls["exporter"] = f"http://{listen}/metrics"
-        return self.urls["exporter"]
+        return f"{self.urls['exporter']} (config {config})"
 
     def _start_prometheus(self, binary: str, ports: dict[str, int]) -> str:
         state = self.options.state_dir
@@ -167,6 +282,8 @@ class Stack:
             [f"127.0.0.1:{ports['exporter']}"],
             self.options.scrape_interval,
             alertmanager_targets=[f"127.0.0.1:{ports['alertmanager']}"],
+            alerts_config=self.user_config.alerts,
+            ray_targets=self.ray_metrics_targets,
         )
         listen = f"127.0.0.1:{ports['prometheus']}"
         argv = prometheus_argv(binary, config, state / "prometheus" / "data", listen)
@@ -174,24 +291,34 @@ class Stack:
         self.urls["prometheus"] = f"http://{listen}"
         return f"{self.urls['prometheus']} (config {config})"
 
-    def _wait_first_scrape(self, timeout: float = 60.0) -> str:
+    def _submit_demo(self) -> str:
+        from raylens.stack.demo import submit_demo_jobs
+
+        assert self.ray_dashboard_url is not None
+        run_id = time.strftime("%Y%m%d-%H%M%S")
+        jobs = submit_demo_jobs(self.ray_dashboard_url, self.options.demo_duration_seconds, run_id)
+        return f"{len(jobs)} jobs: {', '.join(jobs)}"
+
+    def _wait_first_scrape(self, timeout: float = 90.0) -> str:
         query = f"{self.urls['prometheus']}/api/v1/query"
+        jobs = ["raylens", "ray"] if self.ray_metrics_targets else ["raylens"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            result = requests.get(query, params={"query": 'up{job="raylens"}'}, timeout=5).json()
-            samples = result.get("data", {}).get("result", [])
-            if samples and all(sample["value"][1] == "1" for sample in samples):
+            result = requests.get(query, params={"query": "up"}, timeout=5).json()
+            up = {(sample["metric"]["job"], sample["value"][1]) for sample in result.get("data", {}).get("result", [])}
+            if all((job, "1") in up for job in jobs):
                 count = requests.get(query, params={"query": 'count({__name__=~"raylens_.+"})'}, timeout=5).json()
                 series = count["data"]["result"][0]["value"][1] if count["data"]["result"] else "0"
-                return f"{series} raylens series in Prometheus"
+                return f"{series} raylens series in Prometheus; scraping {', '.join(jobs)}"
             time.sleep(0.5)
-        raise StartError(
-            f"Prometheus has not scraped the exporter after {timeout:.0f}s\n{self.processes[0].log_tail()}"
-        )
+        exporter = next(process for process in self.processes if process.name == "exporter")
+        raise StartError(f"Prometheus has not scraped {jobs} after {timeout:.0f}s\n{exporter.log_tail()}")
 
     def _write_state(self) -> None:
         components = [
-            {
+            process.record()
+            if isinstance(process, RayHeadComponent)
+            else {
                 "name": process.name,
                 "pid": process.pid,
                 # What /proc/PID/cmdline must contain for `down` to trust the PID is still ours.
@@ -226,6 +353,18 @@ class Stack:
                     stop.set()
 
 
+def nvml_available() -> bool:
+    """Whether this host has an NVIDIA driver NVML can talk to (then the gpu collector is useful)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+    except Exception:
+        return False
+    return True
+
+
 def read_state(state_dir: Path) -> dict | None:
     try:
         return json.loads((state_dir / STATE_FILE).read_text())
@@ -245,6 +384,13 @@ def stop_recorded(state_dir: Path, say: Callable[[str], None] = say_now) -> int:
     if supervisor and supervisor != os.getpid():
         stop_pid(supervisor, "raylens")
     for component in reversed(state["components"]):
+        if component.get("temp_dir"):
+            # A Ray head: its daemons and workers are found by temp dir and marker, not one PID.
+            from raylens.stack.ray_head import stop_cluster
+
+            stop_cluster(Path(component["temp_dir"]), component["pid"])
+            say(f"stopped {component['name']} (pid {component['pid']} and its processes)")
+            continue
         if stop_pid(component["pid"], component["command"]):
             say(f"stopped {component['name']} (pid {component['pid']})")
         else:
