@@ -1,0 +1,1 @@
+"""Alert groups, one module per area; `raylens.rules.definitions.GROUPS` lists them in order."""
