@@ -66,6 +66,54 @@ def submit_demo_jobs(dashboard_url: str, duration_seconds: float, run_id: str) -
 LOCAL_NODE_LABELS = {"raylens.io/instance-type": "local-demo", "ray.io/market-type": "on-demand"}
 
 
+# A deliberately high demo price, so spend moves visibly within minutes on a laptop.
+DEMO_USD_PER_HOUR = 36.0
+
+
+def demo_pricing(cpus: int, memory_gib: float) -> dict:
+    return {
+        "format_version": 1,
+        "instance_types": [
+            {
+                "instance_type": "local-demo",
+                "cloud": "onprem",
+                "vcpus": cpus,
+                "memory_gib": round(memory_gib, 1),
+                "gpus": 0,
+                "usd_per_hour": DEMO_USD_PER_HOUR,
+                "source": "raylens demo figure (not a real price): $36/h so spend moves within minutes",
+                "as_of": "2026-11-25",
+            }
+        ],
+    }
+
+
+def demo_budgets() -> dict:
+    return {
+        "budgets": [
+            {"name": "org-monthly", "scope": "org", "amount_usd": 5000, "period": "month"},
+            {"name": "vision-daily", "scope": "project", "match": "vision", "amount_usd": 50, "period": "day"},
+            # Small on purpose: the Serve demo crosses 50/80/100 % of it within a few minutes.
+            {"name": "search-daily", "scope": "project", "match": "search", "amount_usd": 0.1, "period": "day"},
+            {"name": "alice-daily", "scope": "user", "match": "alice", "amount_usd": 20, "period": "day"},
+        ]
+    }
+
+
 def apply_demo_settings(config: dict, state_dir: Path) -> dict:
-    """Point the cost engine at the demo pricing and budgets (written into the state folder)."""
+    """Price the local head and set sample budgets, from files written into the state folder."""
+    import psutil
+    import yaml
+
+    demo_dir = state_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    pricing = demo_dir / "pricing.yaml"
+    budgets = demo_dir / "budgets.yaml"
+    cpus = max(2, psutil.cpu_count() or 2)
+    pricing.write_text(yaml.safe_dump(demo_pricing(cpus, psutil.virtual_memory().total / 2**30), sort_keys=False))
+    budgets.write_text(yaml.safe_dump(demo_budgets(), sort_keys=False))
+    cost = config.setdefault("cost", {})
+    cost["pricing_files"] = [*cost.get("pricing_files", []), str(pricing)]
+    cost.setdefault("budgets_file", str(budgets))
+    cost.setdefault("state_dir", str(state_dir / "cost"))
     return config

@@ -18,7 +18,7 @@ import requests
 from raylens.stack.up import read_state
 
 # Queries over recording rules and exporter series; kept here so the screen and the docs agree.
-SPEND_BY_PROJECT = "sort_desc(sum by (project) (raylens_cost_attributed_dollars_total))"
+SPEND_BY_PROJECT = "sort_desc(sum by (project) (raylens_cost_allocation_dollars_total))"
 BUDGET_USED = "sort_desc(raylens_budget_spend_dollars / raylens_budget_amount_dollars)"
 
 
