@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from raylens.collectors.base import Collector, ScrapeHealthCollector
+from raylens.collectors.cost import build_cost_collector
+from raylens.collectors.gpu import build_gpu_collector
 from raylens.collectors.node import NodeCollector
+from raylens.collectors.ray import RayCollector
 from raylens.config import RaylensConfig
+from raylens.ray.state import shared_state_source
 
 COLLECTOR_FACTORIES: Mapping[str, Callable[[RaylensConfig], Collector]] = {
     "node": lambda config: NodeCollector(config.node),
+    # Shares its cluster snapshot with the cost collector: one round of Ray calls per scrape.
+    "ray": lambda config: RayCollector(config.ray, source=shared_state_source(config.ray)),
+    "gpu": build_gpu_collector,
+    "cost": build_cost_collector,
 }
 
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -442,3 +443,14 @@ def _port(value: Any) -> int | None:
     except (TypeError, ValueError):
         return None
     return port if 0 < port < 65536 else None
+
+
+@lru_cache(maxsize=8)
+def _shared_source(key: str) -> RayStateSource:
+    return RayStateSource(RayConfig.model_validate_json(key))
+
+
+def shared_state_source(config: RayConfig) -> RayStateSource:
+    """One ``RayStateSource`` per Ray configuration in this process, so the ray and cost collectors
+    reading the same cluster share one cache instead of each making a round of calls per scrape."""
+    return _shared_source(config.model_dump_json())

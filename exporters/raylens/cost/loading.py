@@ -1,0 +1,131 @@
+"""Everything the cost collector needs, loaded and cross-checked from ``cost`` configuration.
+
+Every problem in every file is reported at once (``ConfigError``), each naming its file, field path,
+value and what was expected, before the exporter serves anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from raylens.config import ConfigError, ConfigProblem, CostConfig
+from raylens.cost.budgets import Budget, load_budgets
+from raylens.cost.catalog import PriceCatalog, load_catalog
+from raylens.cost.engine import CostEngine
+from raylens.cost.instance_metadata import local_addresses, query_instance_metadata
+from raylens.cost.pricing import NodePricer
+from raylens.cost.quotas import Quotas, load_quotas
+from raylens.cost.state import STATE_FILE, EngineState, default_state_dir, read_json
+
+log = logging.getLogger("raylens.cost")
+
+
+def reference_problems(config: CostConfig, catalog: PriceCatalog, source: str) -> list[ConfigProblem]:
+    """Names in the ``cost`` section that must exist in the merged catalog."""
+    problems = []
+    types = catalog.instance_types()
+    resource_prices = set(catalog.resource_prices)
+    clouds = catalog.clouds()
+
+    def check_type(field: str, value: str | None) -> None:
+        if value is not None and value not in types:
+            problems.append(
+                ConfigProblem(
+                    source, field, value, "unknown instance type; add it to a pricing file (cost.pricing_files)"
+                )
+            )
+
+    def check_resource_price(field: str, value: str | None) -> None:
+        if value is not None and value not in resource_prices:
+            known = ", ".join(sorted(resource_prices)) or "none in the pricing files"
+            problems.append(ConfigProblem(source, field, value, f"unknown resource price; known: {known}"))
+
+    check_type("cost.default_instance_type", config.default_instance_type)
+    check_resource_price("cost.default_resource_price", config.default_resource_price)
+    for index, rule in enumerate(config.node_rules):
+        check_type(f"cost.node_rules.{index}.instance_type", rule.instance_type)
+        check_resource_price(f"cost.node_rules.{index}.resource_price", rule.resource_price)
+        if rule.cloud is not None and rule.cloud not in clouds:
+            problems.append(
+                ConfigProblem(
+                    source,
+                    f"cost.node_rules.{index}.cloud",
+                    rule.cloud,
+                    "unknown cloud; expected one of: " + ", ".join(sorted(clouds)),
+                )
+            )
+    return problems
+
+
+@dataclass
+class CostSetup:
+    catalog: PriceCatalog
+    budgets: tuple[Budget, ...]
+    quotas: Quotas
+    pricer: NodePricer
+    engine: CostEngine
+    state_dir: Path | None
+
+
+def load_files(config: CostConfig, source: str = "configuration") -> tuple[PriceCatalog, tuple[Budget, ...], Quotas]:
+    catalog = load_catalog(config.pricing_files)
+    problems = reference_problems(config, catalog, source)
+    budgets: tuple[Budget, ...] = ()
+    quotas = Quotas((), {})
+    if config.budgets_file is not None:
+        try:
+            budgets = load_budgets(config.budgets_file, catalog.clouds())
+        except ConfigError as error:
+            problems += error.problems
+    if config.quotas_file is not None:
+        try:
+            quotas = load_quotas(config.quotas_file, catalog.instance_types())
+        except ConfigError as error:
+            problems += error.problems
+    if problems:
+        raise ConfigError(problems)
+    return catalog, budgets, quotas
+
+
+def restore_state(state_dir: Path) -> EngineState | None:
+    path = state_dir / STATE_FILE
+    try:
+        data = read_json(path)
+        return EngineState.from_json(data) if data is not None else None
+    except (ValueError, TypeError, KeyError) as error:
+        # Atomic writes make this unlikely; keep the file for a human and start afresh (node spend is
+        # re-derived from node lifetimes; attribution history is lost).
+        aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+        os.replace(path, aside)
+        log.error("cost state unreadable; starting afresh", extra={"path": str(aside), "error": str(error)})
+        return None
+
+
+def load_cost_setup(config: CostConfig, source: str = "configuration") -> CostSetup:
+    catalog, budgets, quotas = load_files(config, source)
+    state_dir = config.state_dir or default_state_dir()
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        probe = state_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    source, "cost.state_dir", str(state_dir), f"expected a writable directory ({error.strerror})"
+                )
+            ]
+        ) from None
+    pricer = NodePricer(
+        config,
+        catalog,
+        instance_metadata=lambda: query_instance_metadata(config.instance_metadata_timeout_seconds),
+        local_addresses=local_addresses,
+    )
+    engine = CostEngine(config, pricer, budgets, restore_state(state_dir))
+    return CostSetup(catalog, budgets, quotas, pricer, engine, state_dir)
