@@ -8,7 +8,7 @@ from pathlib import Path
 
 from raylens.ray.address import RayUnavailable
 from raylens.stack.processes import StartError
-from raylens.stack.tools import MissingToolError
+from raylens.stack.tools import MissingToolError, bundle_root
 from raylens.stack.up import Stack, StackOptions, default_state_dir, say_now, stop_recorded
 
 
@@ -33,11 +33,28 @@ def cmd_up(args: argparse.Namespace) -> int:
         say_now(f"  {name:<11} {url}")
     say_now(f"  {'logs':<11} {options.state_dir / 'logs'}")
     say_now("Try: curl -s '" + urls["prometheus"] + "/api/v1/query?query=instance:raylens_node_cpu_utilisation:rate5m'")
+    say_now("     raylens status" + ("" if args.state_dir == default_state_dir() else f" --state-dir {args.state_dir}"))
+    say_now(grafana_instructions(urls["prometheus"], urls.get("alertmanager")))
     try:
         stack.serve_until_stopped()
     finally:
         stack.down()
     return 0
+
+
+def grafana_instructions(prometheus_url: str, alertmanager_url: str | None) -> str:
+    """How to see the dashboards: no Grafana ships here (Docker users: `docker compose up`)."""
+    dashboards = bundle_root() / "provisioning" / "grafana" / "dashboards"
+    lines = [
+        "Grafana: point an existing Grafana (10+) at this stack:",
+        f"  1. add a Prometheus data source with URL {prometheus_url} (uid raylens-prometheus)",
+    ]
+    if alertmanager_url:
+        lines.append(f"  2. optionally an Alertmanager data source with URL {alertmanager_url}")
+    lines.append(f"  3. import the dashboards in {dashboards}/*/*.json (Dashboards > New > Import),")
+    lines.append("     or copy provisioning/grafana/ into Grafana's provisioning folder and edit the data source URL.")
+    lines.append("  With Docker available, `docker compose up` runs the whole stack with Grafana on :3000.")
+    return "\n".join(lines)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
