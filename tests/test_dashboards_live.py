@@ -42,8 +42,6 @@ NVML_FIXTURES = REPO / "tests" / "fixtures" / "nvml"
 # (dashboard uid, panel title) → why CI cannot feed it. Keep reasons specific: each is a promise
 # that the panel works once the condition occurs in production.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("raylens-overview", "Firing alerts"): "no alert fires on a healthy test cluster within minutes "
-    "(the count beside it, with `or vector(0)`, is checked)",
     ("raylens-ray-core", "Workers killed for memory (OOM)"): "Ray creates "
     "ray_memory_manager_worker_eviction_total only at the first OOM kill; CI never exhausts memory",
     ("raylens-ray-core", "Unschedulable tasks by reason"): "ray_scheduler_unscheduleable_tasks appears "
@@ -116,6 +114,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):
             env.setenv("RAYLENS_FAKE_NVML", str(NVML_FIXTURES / "h100-sxm-80gb.json"))
             exporter = stack.enter_context(running_exporter(tmp, f"--config.file={config_path}"))
             # An H100 that just logged a burst of XID errors.
+            # Its XIDs also fire RaylensGpuXidError, which feeds the overview's "Firing alerts" table.
             env.setenv("RAYLENS_FAKE_NVML", str(NVML_FIXTURES / "h100-sxm-80gb-xid-burst.json"))
             xid_exporter = stack.enter_context(running_exporter(tmp, "--collectors=gpu"))
             # An A100 whose second GPU is held by an idle Ray worker and does nothing.

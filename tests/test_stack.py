@@ -43,6 +43,7 @@ def start_up(state_dir: Path) -> subprocess.Popen[str]:
             "--no-install",
             f"--state-dir={state_dir}",
             "--scrape-interval=1s",
+            "--no-demo",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -74,6 +75,7 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path) -> None:
         assert [component["name"] for component in state["components"]] == [
             "sink",
             "alertmanager",
+            "ray-head",
             "exporter",
             "prometheus",
         ]

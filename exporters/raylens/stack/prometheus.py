@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from raylens.config import AlertsConfig
-from raylens.rules.definitions import GROUPS
+from raylens.cost.budgets import Budget
+from raylens.rules.definitions import alert_groups
 from raylens.rules.render import alert_files, write_alert_files
 
 RULE_FOLDERS = {"recording": "recording-rules", "alerting": "alerting-rules"}
@@ -23,13 +25,15 @@ def prepare_prometheus_dir(
     alertmanager_targets: list[str] | None = None,
     alerts_config: AlertsConfig | None = None,
     ray_targets: list[str] | None = None,
+    budgets: Sequence[Budget] | None = None,
 ) -> Path:
     """Copy ``provisioning/prometheus`` and the rules into ``target_dir``; write the target files.
 
     The shipped ``prometheus.yml`` is used unchanged except for the intervals (tests scrape every
     second) and the Alertmanager targets; returns the config path. With ``alerts_config`` the
     alerting rules are rendered from it (a user's thresholds, or short windows in tests) instead of
-    copied from the committed defaults.
+    copied from the committed defaults; with ``budgets`` (those the exporter publishes) the budget
+    threshold alerts are generated for them instead of the sample budgets.
     """
     target_dir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((bundle / "provisioning" / "prometheus" / "prometheus.yml").read_text())
@@ -43,16 +47,22 @@ def prepare_prometheus_dir(
     (targets / "raylens.json").write_text(json.dumps([{"targets": exporter_targets, "labels": {}}], indent=2))
     alertmanagers = [{"targets": alertmanager_targets, "labels": {}}] if alertmanager_targets else []
     (targets / "alertmanager.json").write_text(json.dumps(alertmanagers))
-    # Ray's own endpoints; `raylens sd` keeps this file current on a real cluster.
-    (targets / "ray.json").write_text(json.dumps([{"targets": ray_targets, "labels": {}}] if ray_targets else []))
+    # Ray's own endpoints; `raylens sd` keeps this file current on a real cluster. Without
+    # ``ray_targets`` a file written there already (by `raylens sd` or a test) is left alone.
+    ray_file = targets / "ray.json"
+    if ray_targets is not None:
+        ray_file.write_text(json.dumps([{"targets": ray_targets, "labels": {}}] if ray_targets else []))
+    elif not ray_file.exists():
+        ray_file.write_text("[]")
 
     for name, source in RULE_FOLDERS.items():
         destination = target_dir / "rules" / name
         if destination.exists():
             shutil.rmtree(destination)
         shutil.copytree(bundle / source, destination)
-    if alerts_config is not None:
-        write_alert_files(target_dir / "rules" / "alerting", alert_files(GROUPS, alerts_config))
+    if alerts_config is not None or budgets is not None:
+        groups = alert_groups(budgets or ())
+        write_alert_files(target_dir / "rules" / "alerting", alert_files(groups, alerts_config or AlertsConfig()))
     return config_path
 
 
