@@ -9,7 +9,8 @@ EXPORTER = AlertGroup(
     (
         Alert(
             name="RaylensExporterDown",
-            expr="up{%(exporter_selector)s} == 0",
+            # `ip` (the target's host) lets Alertmanager inhibit this when RaylensNodeDown names that node.
+            expr='label_replace(up{%(exporter_selector)s} == 0, "ip", "$1", "instance", "(.+):[0-9]+")',
             for_="%(exporter_down_for)s",
             severity="warning",
             summary="A raylens exporter cannot be scraped.",
@@ -18,7 +19,8 @@ EXPORTER = AlertGroup(
         ),
         Alert(
             name="RaylensCollectorFailing",
-            expr="raylens_scrape_collector_success{%(exporter_selector)s} == 0",
+            expr='label_replace(raylens_scrape_collector_success{%(exporter_selector)s} == 0, "ip", "$1", "instance", '
+            '"(.+):[0-9]+")',
             for_="%(collector_failing_for)s",
             severity="warning",
             summary="A raylens collector keeps failing.",
