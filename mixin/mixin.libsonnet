@@ -2,23 +2,172 @@
 // Use: (import 'mixin.libsonnet') + { _config+:: { memory_utilisation_warning_percent: 95 } }
 {
   _config+:: {
+    budget_critical_percent: 100,
+    budget_projection_for: "1h",
+    budget_threshold_for: "5m",
+    budget_warning_percent: 80,
+    budgets: [
+      {"match": null, "name": "org-monthly", "scope": "org", "thresholds_percent": ["50", "80", "100"]},
+      {"match": "aws", "name": "aws-monthly", "scope": "cloud", "thresholds_percent": ["50", "80", "100"]},
+      {"match": "vision", "name": "vision", "scope": "project", "thresholds_percent": ["50", "75", "90", "100"]},
+      {"match": "ml", "name": "ml-team-weekly", "scope": "team", "thresholds_percent": ["50", "80", "100"]},
+      {"match": "alice", "name": "alice-daily", "scope": "user", "thresholds_percent": ["80", "100"]},
+    ],
+    cluster_idle_for: "1h",
+    cluster_idle_percent: 90,
     collector_failing_for: "15m",
+    cost_alert_min_dollars_per_hour: 5,
+    cost_anomaly_for: "30m",
+    cost_anomaly_percent: 50,
+    data_pipeline_stalled_for: "15m",
+    event_alert_window: "15m",
     exporter_down_for: "5m",
     exporter_selector: "job=\"raylens\"",
     filesystem_used_warning_percent: 90,
+    gpu_hardware_alert_for: "2m",
+    gpu_idle_for: "30m",
+    gpu_idle_percent: 5,
+    gpu_throttling_for: "15m",
+    gpu_xid_critical_codes: "48|62|64|74|79|95|119|120",
+    gpu_xid_ignored_codes: "",
+    gpu_xid_window: "1h",
+    job_running_warning_hours: 24,
+    long_running_job_exclude_selector: "workload=\"serve\"",
     memory_utilisation_warning_percent: 90,
+    node_down_for: "1m",
+    node_overprovisioned_percent: 25,
+    node_overprovisioned_window: "6h",
+    object_store_pressure_warning_percent: 90,
+    object_store_spill_warning_mib_per_second: 10,
+    ray_unreachable_for: "5m",
     resource_alert_for: "15m",
     runbook_url_base: "https://github.com/raylens/raylens/blob/main/docs/runbooks/",
+    serve_availability_slo_percent: "99.9",
+    serve_latency_slo_percent: "99",
+    serve_latency_threshold_ms: 1000,
+    serve_slo_selector: "application!=\"\"",
   },
 
   prometheusAlerts+:: {
     groups+: [
       {
+        name: "raylens-budgets",
+        rules: [
+          local threshold = std.toString(percent);
+          local value = std.parseJson(threshold);
+          local params = $._config + {
+            budget: budget.name,
+            budget_string: std.escapeStringJson(budget.name),
+            threshold: threshold,
+            team: if budget.scope == "team" then budget.match else "",
+          };
+          local severity =
+            if value >= $._config.budget_critical_percent then "critical"
+            else if value >= $._config.budget_warning_percent then "warning"
+            else "info";
+          {
+            alert: "RaylensBudgetThresholdCrossed",
+            expr: ("budget:raylens_budget_spend:ratio{%(exporter_selector)s, budget=%(budget_string)s} >= %(threshold)s / 100" % params),
+            'for': ("%(budget_threshold_for)s" % params),
+            labels: { severity: severity, "budget": ("%(budget)s" % params), "threshold": ("%(threshold)s" % params) } + (if budget.scope == "team" then { team: ("%(team)s" % params) } else {}),
+            annotations: {
+              summary: ("A budget has crossed %(threshold)s%% of its amount." % params),
+              description: ("Budget {{ $labels.budget }} ({{ $labels.scope }}{{ with $labels.match }} {{ . }}{{ end }}) has spent {{ $value | humanizePercentage }} of its amount this {{ $labels.period }}, past its %(threshold)s%% threshold." % params),
+              runbook_url: $._config.runbook_url_base + "RaylensBudgetThresholdCrossed.md",
+            },
+          }
+          for budget in $._config.budgets
+          for percent in budget.thresholds_percent
+        ],
+      },
+      {
+        name: "raylens-cost",
+        rules: [
+          {
+            alert: "RaylensBudgetProjectedOverrun",
+            expr: ("label_replace(\n  budget:raylens_budget_spend_projected:ratio{%(exporter_selector)s, scope=\"team\"} > 1\n  unless\n  budget:raylens_budget_spend:ratio{%(exporter_selector)s, scope=\"team\"} >= 1,\n  \"team\", \"$1\", \"match\", \"(.+)\"\n)\nor\n(\n  budget:raylens_budget_spend_projected:ratio{%(exporter_selector)s, scope!=\"team\"} > 1\n  unless\n  budget:raylens_budget_spend:ratio{%(exporter_selector)s, scope!=\"team\"} >= 1\n)" % $._config),
+            'for': ("%(budget_projection_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A budget is projected to overrun by the end of its period.",
+              description: ("Budget {{ $labels.budget }} ({{ $labels.scope }}{{ with $labels.match }} {{ . }}{{ end }}) will have spent {{ $value | humanizePercentage }} of its amount by the end of this {{ $labels.period }} if spend goes on at the last hour's rate; the projection has stayed above the amount for %(budget_projection_for)s." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensBudgetProjectedOverrun.md",
+            },
+          },
+          {
+            alert: "RaylensBudgetBurnRateHigh",
+            expr: ("label_replace(\n  budget:raylens_budget_spend:burn_rate1h{%(exporter_selector)s, scope=\"team\"} > 14.4\n  and\n  budget:raylens_budget_spend:burn_rate5m{%(exporter_selector)s, scope=\"team\"} > 14.4,\n  \"team\", \"$1\", \"match\", \"(.+)\"\n)\nor\n(\n  budget:raylens_budget_spend:burn_rate1h{%(exporter_selector)s, scope!=\"team\"} > 14.4\n  and\n  budget:raylens_budget_spend:burn_rate5m{%(exporter_selector)s, scope!=\"team\"} > 14.4\n)" % $._config),
+            'for': "2m",
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A budget is being spent very fast.",
+              description: ("Budget {{ $labels.budget }} ({{ $labels.scope }}{{ with $labels.match }} {{ . }}{{ end }}) has spent {{ $value | printf \"%%.1f\" }} times faster than even pace over the last hour and still over the last 5 minutes: at 14.4 times even pace 2 %% of a 30-day budget goes in that time, and a whole {{ $labels.period }}'s amount in 1/14.4 of the {{ $labels.period }}." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensBudgetBurnRateHigh.md",
+            },
+          },
+          {
+            alert: "RaylensBudgetBurnRateHigh",
+            expr: ("label_replace(\n  budget:raylens_budget_spend:burn_rate6h{%(exporter_selector)s, scope=\"team\"} > 6\n  and\n  budget:raylens_budget_spend:burn_rate30m{%(exporter_selector)s, scope=\"team\"} > 6,\n  \"team\", \"$1\", \"match\", \"(.+)\"\n)\nor\n(\n  budget:raylens_budget_spend:burn_rate6h{%(exporter_selector)s, scope!=\"team\"} > 6\n  and\n  budget:raylens_budget_spend:burn_rate30m{%(exporter_selector)s, scope!=\"team\"} > 6\n)" % $._config),
+            'for': "15m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A budget is being spent fast.",
+              description: ("Budget {{ $labels.budget }} ({{ $labels.scope }}{{ with $labels.match }} {{ . }}{{ end }}) has spent {{ $value | printf \"%%.1f\" }} times faster than even pace over the last 6 hours and still over the last 30 minutes: at 6 times even pace 5 %% of a 30-day budget goes in that time, and a whole {{ $labels.period }}'s amount in 1/6 of the {{ $labels.period }}." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensBudgetBurnRateHigh.md",
+            },
+          },
+          {
+            alert: "RaylensCostAnomaly",
+            expr: ("(\n  project:raylens_cost_allocation_dollars:rate1h * 3600\n  >\n  (1 + %(cost_anomaly_percent)s / 100)\n  * avg_over_time(project:raylens_cost_allocation_dollars:rate1h[7d:1h]) * 3600\n)\n> %(cost_alert_min_dollars_per_hour)s" % $._config),
+            'for': ("%(cost_anomaly_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A project's spend rate jumped above its usual level.",
+              description: ("Project {{ $labels.project }} has cost ${{ $value | printf \"%%.2f\" }} an hour over the last hour, more than %(cost_anomaly_percent)s%% above its average hourly spend of the past 7 days, for %(cost_anomaly_for)s." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensCostAnomaly.md",
+            },
+          },
+          {
+            alert: "RaylensQuotaExceeded",
+            expr: ("label_replace(\n  (\n    raylens_quota_usage{%(exporter_selector)s, scope=\"team\"}\n    - raylens_quota_limit{%(exporter_selector)s, scope=\"team\"}\n  ) > 0,\n  \"team\", \"$1\", \"match\", \"(.+)\"\n)\nor\n(\n  (\n    raylens_quota_usage{%(exporter_selector)s, scope!=\"team\"}\n    - raylens_quota_limit{%(exporter_selector)s, scope!=\"team\"}\n  ) > 0\n)" % $._config),
+            'for': "15m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A quota is exceeded.",
+              description: "{{ $labels.scope | title }}{{ with $labels.match }} {{ . }}{{ end }} has held {{ $value }} {{ $labels.resource }}{{ with $labels.instance_type }} of {{ . }}{{ end }} more than quota {{ $labels.quota }} allows, for 15 minutes.",
+              runbook_url: $._config.runbook_url_base + "RaylensQuotaExceeded.md",
+            },
+          },
+          {
+            alert: "RaylensQuotaReached",
+            expr: ("label_replace(\n  (\n    raylens_quota_usage{%(exporter_selector)s, scope=\"team\"}\n    == raylens_quota_limit{%(exporter_selector)s, scope=\"team\"}\n  ) > 0,\n  \"team\", \"$1\", \"match\", \"(.+)\"\n)\nor\n(\n  (\n    raylens_quota_usage{%(exporter_selector)s, scope!=\"team\"}\n    == raylens_quota_limit{%(exporter_selector)s, scope!=\"team\"}\n  ) > 0\n)" % $._config),
+            'for': "15m",
+            labels: { severity: "info" },
+            annotations: {
+              summary: "A quota is fully used.",
+              description: "{{ $labels.scope | title }}{{ with $labels.match }} {{ . }}{{ end }} holds {{ $value }} {{ $labels.resource }}{{ with $labels.instance_type }} of {{ . }}{{ end }}, all that quota {{ $labels.quota }} allows; anything more goes over the quota.",
+              runbook_url: $._config.runbook_url_base + "RaylensQuotaReached.md",
+            },
+          },
+          {
+            alert: "RaylensCostUnpricedNodes",
+            expr: ("raylens_cost_unpriced_nodes{%(exporter_selector)s} > 0" % $._config),
+            'for': "15m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "Ray nodes have no price, so their cost is missing.",
+              description: ("{{ $value | printf \"%%.0f\" }} alive Ray nodes seen by {{ $labels.instance }} have no price: their cost is missing from every total, budget and dashboard (not counted as $0). raylens_cost_node_unpriced names them and the reason." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensCostUnpricedNodes.md",
+            },
+          },
+        ],
+      },
+      {
         name: "raylens-exporter",
         rules: [
           {
             alert: "RaylensExporterDown",
-            expr: ("up{%(exporter_selector)s} == 0" % $._config),
+            expr: ("label_replace(up{%(exporter_selector)s} == 0, \"ip\", \"$1\", \"instance\", \"(.+):[0-9]+\")" % $._config),
             'for': ("%(exporter_down_for)s" % $._config),
             labels: { severity: "warning" },
             annotations: {
@@ -29,13 +178,106 @@
           },
           {
             alert: "RaylensCollectorFailing",
-            expr: ("raylens_scrape_collector_success{%(exporter_selector)s} == 0" % $._config),
+            expr: ("label_replace(raylens_scrape_collector_success{%(exporter_selector)s} == 0, \"ip\", \"$1\", \"instance\", \"(.+):[0-9]+\")" % $._config),
             'for': ("%(collector_failing_for)s" % $._config),
             labels: { severity: "warning" },
             annotations: {
               summary: "A raylens collector keeps failing.",
               description: ("The {{ $labels.collector }} collector on {{ $labels.instance }} has failed every scrape for %(collector_failing_for)s; its series are incomplete. The exporter log names the section and the error." % $._config),
               runbook_url: $._config.runbook_url_base + "RaylensCollectorFailing.md",
+            },
+          },
+        ],
+      },
+      {
+        name: "raylens-gpu",
+        rules: [
+          {
+            alert: "RaylensGpuLost",
+            expr: ("raylens_gpu_up{%(exporter_selector)s} == 0" % $._config),
+            'for': ("%(gpu_hardware_alert_for)s" % $._config),
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A GPU fell off the bus.",
+              description: "GPU {{ $labels.gpu }} ({{ $labels.model_name }}, {{ $labels.UUID }}, PCI {{ $labels.pci_bus_id }}) on {{ $labels.instance }} no longer answers NVML; work scheduled on it fails until the GPU is reset or the node replaced.",
+              runbook_url: $._config.runbook_url_base + "RaylensGpuLost.md",
+            },
+          },
+          {
+            alert: "RaylensGpuXidError",
+            expr: ("changes(raylens_gpu_xid_last_seen_timestamp_seconds{%(exporter_selector)s, xid=~\"%(gpu_xid_critical_codes)s\"}[%(gpu_xid_window)s]) > 0\nor\n(\n  raylens_gpu_xid_last_seen_timestamp_seconds{%(exporter_selector)s, xid=~\"%(gpu_xid_critical_codes)s\"}\n  unless\n  raylens_gpu_xid_last_seen_timestamp_seconds{%(exporter_selector)s, xid=~\"%(gpu_xid_critical_codes)s\"} offset %(gpu_xid_window)s\n)" % $._config),
+            'for': "0m",
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A GPU reported a critical XID error.",
+              description: ("GPU {{ $labels.gpu }} ({{ $labels.model_name }}, {{ $labels.UUID }}) on {{ $labels.instance }} reported XID {{ $labels.xid }} within the last %(gpu_xid_window)s. This code means a hardware, firmware or driver fault: drain the node and reset the GPU." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensGpuXidError.md",
+            },
+          },
+          {
+            alert: "RaylensGpuXidError",
+            expr: ("changes(raylens_gpu_xid_last_seen_timestamp_seconds{%(exporter_selector)s, xid!~\"%(gpu_xid_critical_codes)s\", xid!~\"%(gpu_xid_ignored_codes)s\"}[%(gpu_xid_window)s]) > 0\nor\n(\n  raylens_gpu_xid_last_seen_timestamp_seconds{%(exporter_selector)s, xid!~\"%(gpu_xid_critical_codes)s\", xid!~\"%(gpu_xid_ignored_codes)s\"}\n  unless\n  raylens_gpu_xid_last_seen_timestamp_seconds{%(exporter_selector)s, xid!~\"%(gpu_xid_critical_codes)s\", xid!~\"%(gpu_xid_ignored_codes)s\"} offset %(gpu_xid_window)s\n)" % $._config),
+            'for': "0m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A GPU reported an XID error.",
+              description: ("GPU {{ $labels.gpu }} ({{ $labels.model_name }}, {{ $labels.UUID }}) on {{ $labels.instance }} reported XID {{ $labels.xid }} within the last %(gpu_xid_window)s. Usually an application fault (bad memory access, killed kernel); repeated codes on one GPU point at the hardware." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensGpuXidError.md",
+            },
+          },
+          {
+            alert: "RaylensGpuEccUncorrectableErrors",
+            expr: ("raylens_gpu_ecc_errors_total{%(exporter_selector)s, error_type=\"uncorrected\"} > 0" % $._config),
+            'for': ("%(gpu_hardware_alert_for)s" % $._config),
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A GPU has uncorrectable memory errors.",
+              description: "GPU {{ $labels.gpu }} ({{ $labels.model_name }}, {{ $labels.UUID }}) on {{ $labels.instance }} has counted {{ $value }} uncorrectable ECC errors since its driver loaded; the processes using that memory got corrupt data or were killed.",
+              runbook_url: $._config.runbook_url_base + "RaylensGpuEccUncorrectableErrors.md",
+            },
+          },
+          {
+            alert: "RaylensGpuRowRemapFailed",
+            expr: ("raylens_gpu_row_remap_failed{%(exporter_selector)s} == 1" % $._config),
+            'for': ("%(gpu_hardware_alert_for)s" % $._config),
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A GPU ran out of spare memory rows.",
+              description: "GPU {{ $labels.gpu }} ({{ $labels.model_name }}, {{ $labels.UUID }}) on {{ $labels.instance }} failed to remap a faulty memory row; it needs servicing or replacing.",
+              runbook_url: $._config.runbook_url_base + "RaylensGpuRowRemapFailed.md",
+            },
+          },
+          {
+            alert: "RaylensGpuMemoryRepairPending",
+            expr: ("raylens_gpu_row_remap_pending{%(exporter_selector)s} == 1\nor\nraylens_gpu_retired_pages_pending{%(exporter_selector)s} == 1" % $._config),
+            'for': ("%(gpu_hardware_alert_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A GPU needs a reset to repair its memory.",
+              description: "GPU {{ $labels.gpu }} ({{ $labels.model_name }}, {{ $labels.UUID }}) on {{ $labels.instance }} has a row remap or page retirement waiting for the next GPU reset; until then the faulty memory can fail again.",
+              runbook_url: $._config.runbook_url_base + "RaylensGpuMemoryRepairPending.md",
+            },
+          },
+          {
+            alert: "RaylensGpuThrottled",
+            expr: ("max_over_time(raylens_gpu_clocks_event_reason{%(exporter_selector)s, reason=~\"hw_slowdown|hw_thermal_slowdown|hw_power_brake_slowdown|sw_thermal_slowdown\"}[5m]) == 1" % $._config),
+            'for': ("%(gpu_throttling_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A GPU is being slowed down by heat or power.",
+              description: ("GPU {{ $labels.gpu }} ({{ $labels.model_name }}) on {{ $labels.instance }} has had its clocks cut ({{ $labels.reason }}) in every 5 minutes for %(gpu_throttling_for)s; its kernels run slower than the same job elsewhere." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensGpuThrottled.md",
+            },
+          },
+          {
+            alert: "RaylensGpuIdleWhileHeld",
+            expr: ("instance_gpu_job:raylens_gpu_utilisation:avg5m{%(exporter_selector)s} < %(gpu_idle_percent)s / 100" % $._config),
+            'for': ("%(gpu_idle_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray job holds a GPU it does not use.",
+              description: ("Ray job {{ $labels.job_id }} holds memory on GPU {{ $labels.gpu }} ({{ $labels.model_name }}) on {{ $labels.instance }}, but the GPU has stayed below %(gpu_idle_percent)s%% utilisation for %(gpu_idle_for)s (now {{ $value | humanizePercentage }}); it is paid for and unavailable to others." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensGpuIdleWhileHeld.md",
             },
           },
         ],
@@ -67,12 +309,197 @@
           },
         ],
       },
+      {
+        name: "raylens-optimisation",
+        rules: [
+          {
+            alert: "RaylensClusterIdle",
+            expr: ("(\n  cluster:raylens_cost_idle:ratio_rate5m{%(exporter_selector)s} > %(cluster_idle_percent)s / 100\n)\nand\n(\n  cluster:raylens_cost_allocation_dollars:rate5m{%(exporter_selector)s} * 3600\n  > %(cost_alert_min_dollars_per_hour)s\n)" % $._config),
+            'for': ("%(cluster_idle_for)s" % $._config),
+            labels: { severity: "warning", "remediation": "scale-down" },
+            annotations: {
+              summary: "A Ray cluster is paid for but mostly idle.",
+              description: ("{{ $value | humanizePercentage }} of what the Ray cluster behind {{ $labels.instance }} costs has paid for resources no job holds, continuously for %(cluster_idle_for)s (threshold %(cluster_idle_percent)s%%): a candidate for scaling down or terminating. Also sent to the remediation webhook." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensClusterIdle.md",
+            },
+          },
+          {
+            alert: "RaylensNodeOverProvisioned",
+            expr: ("(\n  (\n    (\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"GPU\"}[%(node_overprovisioned_window)s])\n      or on (node_id)\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"CPU\"}[%(node_overprovisioned_window)s])\n    ) < %(node_overprovisioned_percent)s / 100\n  ) > 0\n  and on (node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s}\n  and on (node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s} offset %(node_overprovisioned_window)s\n)\n* on (node_id) group_left (instance_type, market)\nmax by (node_id, instance_type, market) (raylens_cost_node_info{%(exporter_selector)s})" % $._config),
+            'for': "15m",
+            labels: { severity: "info" },
+            annotations: {
+              summary: "A Ray node is bigger than what runs on it.",
+              description: ("Ray node {{ $labels.node_id }} ({{ $labels.ip }}, {{ $labels.instance_type }}, {{ $labels.market }}) had at most {{ $value | humanizePercentage }} of its {{ $labels.resource }}s held by tasks and actors over the last %(node_overprovisioned_window)s (threshold %(node_overprovisioned_percent)s%%): a smaller instance type would run the same work for less." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensNodeOverProvisioned.md",
+            },
+          },
+        ],
+      },
+      {
+        name: "raylens-performance",
+        rules: [
+          {
+            alert: "RaylensJobRunningTooLong",
+            expr: ("(\n  raylens_ray_job_duration_seconds{%(exporter_selector)s} > %(job_running_warning_hours)s * 3600\n  and on (SessionName, job_id, submission_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (SessionName, job_id, submission_id)\n  raylens_ray_job_info{%(exporter_selector)s, %(long_running_job_exclude_selector)s}\n)\n* on (SessionName, job_id, submission_id) group_left (user, project, team)\nmax by (SessionName, job_id, submission_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s})" % $._config),
+            'for': "0m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray job has been running for longer than expected.",
+              description: ("Ray job {{ $labels.submission_id }} ({{ $labels.job_id }}{{ with $labels.user }}, user {{ . }}{{ end }}{{ with $labels.team }}, team {{ . }}{{ end }}) has been running for {{ $value | humanizeDuration }}, over the %(job_running_warning_hours)sh limit; it may be stuck waiting for resources or for a hung task." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensJobRunningTooLong.md",
+            },
+          },
+          {
+            alert: "RaylensDataPipelineStalled",
+            expr: ("(\n  max by (SessionName, job_id, dataset) (ray_data_dataset_state == 1)\n  and on (SessionName, job_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (SessionName, dataset)\n  (dataset:ray_data_output_rows:rate5m > 0)\n)\n* on (SessionName, job_id) group_left (user, project, team)\nmax by (SessionName, job_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s, job_id!=\"\"})" % $._config),
+            'for': ("%(data_pipeline_stalled_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray Data pipeline has stopped making progress.",
+              description: ("Dataset {{ $labels.dataset }} of Ray job {{ $labels.job_id }}{{ with $labels.team }} (team {{ . }}){{ end }} is running but none of its operators has output a row for %(data_pipeline_stalled_for)s; it is waiting on resources, a hung task or backpressure from a stuck consumer." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensDataPipelineStalled.md",
+            },
+          },
+          {
+            alert: "RaylensTrainRunErrored",
+            expr: ("max by (SessionName, ray_train_run_name, ray_train_run_id) (\n  max_over_time(\n    ray_train_controller_state{ray_train_controller_state=\"ERRORED\"}[%(event_alert_window)s]\n  )\n) == 1" % $._config),
+            'for': "0m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray Train run failed.",
+              description: ("Train run {{ $labels.ray_train_run_name }} ({{ $labels.ray_train_run_id }}) of {{ $labels.SessionName }} reached ERRORED within %(event_alert_window)s: its workers failed more often than its FailureConfig allows, or the controller hit an error." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensTrainRunErrored.md",
+            },
+          },
+          {
+            alert: "RaylensServeErrorBudgetBurn",
+            expr: ("application:ray_serve_http_errors_per_requests:ratio_rate1h{%(serve_slo_selector)s} > 14.4 * (1 - %(serve_availability_slo_percent)s / 100)\nand\napplication:ray_serve_http_errors_per_requests:ratio_rate5m{%(serve_slo_selector)s} > 14.4 * (1 - %(serve_availability_slo_percent)s / 100)" % $._config),
+            'for': "2m",
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A Ray Serve application is burning its error budget fast.",
+              description: ("{{ $labels.application }} ({{ $labels.SessionName }}) answered {{ $value | humanizePercentage }} of its HTTP requests with 5xx over the last hour and still over the last 5 minutes: 14.4 times the error budget of its %(serve_availability_slo_percent)s%% availability SLO. At this rate the 30-day budget lasts about 2 days." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensServeErrorBudgetBurn.md",
+            },
+          },
+          {
+            alert: "RaylensServeErrorBudgetBurn",
+            expr: ("application:ray_serve_http_errors_per_requests:ratio_rate6h{%(serve_slo_selector)s} > 6 * (1 - %(serve_availability_slo_percent)s / 100)\nand\napplication:ray_serve_http_errors_per_requests:ratio_rate30m{%(serve_slo_selector)s} > 6 * (1 - %(serve_availability_slo_percent)s / 100)" % $._config),
+            'for': "15m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray Serve application is burning its error budget.",
+              description: ("{{ $labels.application }} ({{ $labels.SessionName }}) answered {{ $value | humanizePercentage }} of its HTTP requests with 5xx over the last 6 hours and still over the last 30 minutes: 6 times the error budget of its %(serve_availability_slo_percent)s%% availability SLO. At this rate the 30-day budget lasts 5 days." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensServeErrorBudgetBurn.md",
+            },
+          },
+          {
+            alert: "RaylensServeLatencyBudgetBurn",
+            expr: ("histogram_quantile(1 - 14.4 * (1 - %(serve_latency_slo_percent)s / 100), application_le:ray_serve_http_request_latency_ms_bucket:rate1h{%(serve_slo_selector)s}) > %(serve_latency_threshold_ms)s\nand\nhistogram_quantile(1 - 14.4 * (1 - %(serve_latency_slo_percent)s / 100), application_le:ray_serve_http_request_latency_ms_bucket:rate5m{%(serve_slo_selector)s}) > %(serve_latency_threshold_ms)s" % $._config),
+            'for': "2m",
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A Ray Serve application is burning its latency budget fast.",
+              description: ("{{ $labels.application }} ({{ $labels.SessionName }}) spent 14.4 times its latency budget over the last hour and still over the last 5 minutes: the SLO wants %(serve_latency_slo_percent)s%% of requests within %(serve_latency_threshold_ms)s ms, and {{ printf \"%%.0f\" $value }} ms is the latency at the quantile that marks this burn rate. At this rate the 30-day budget lasts about 2 days." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensServeLatencyBudgetBurn.md",
+            },
+          },
+          {
+            alert: "RaylensServeLatencyBudgetBurn",
+            expr: ("histogram_quantile(1 - 6 * (1 - %(serve_latency_slo_percent)s / 100), application_le:ray_serve_http_request_latency_ms_bucket:rate6h{%(serve_slo_selector)s}) > %(serve_latency_threshold_ms)s\nand\nhistogram_quantile(1 - 6 * (1 - %(serve_latency_slo_percent)s / 100), application_le:ray_serve_http_request_latency_ms_bucket:rate30m{%(serve_slo_selector)s}) > %(serve_latency_threshold_ms)s" % $._config),
+            'for': "15m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray Serve application is burning its latency budget.",
+              description: ("{{ $labels.application }} ({{ $labels.SessionName }}) spent 6 times its latency budget over the last 6 hours and still over the last 30 minutes: the SLO wants %(serve_latency_slo_percent)s%% of requests within %(serve_latency_threshold_ms)s ms, and {{ printf \"%%.0f\" $value }} ms is the latency at the quantile that marks this burn rate. At this rate the 30-day budget lasts 5 days." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensServeLatencyBudgetBurn.md",
+            },
+          },
+        ],
+      },
+      {
+        name: "raylens-ray",
+        rules: [
+          {
+            alert: "RaylensRayUnreachable",
+            expr: ("raylens_ray_up{%(exporter_selector)s} == 0" % $._config),
+            'for': ("%(ray_unreachable_for)s" % $._config),
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "The exporter cannot reach the Ray cluster.",
+              description: ("{{ $labels.instance }} has not reached Ray's dashboard API for %(ray_unreachable_for)s: the head node, its GCS or its dashboard is down, and every Ray, job and cost series from it is missing." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensRayUnreachable.md",
+            },
+          },
+          {
+            alert: "RaylensNodeDown",
+            expr: ("(max by (SessionName, node_id, ip, NodeAddress) (raylens_ray_node_up{%(exporter_selector)s}) == 0)\nand on (SessionName)\n(\n  sum by (SessionName) (\n    increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}[%(event_alert_window)s]) > 0\n    or\n    (\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}\n      unless\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"} offset %(event_alert_window)s\n    )\n  ) > 0\n)" % $._config),
+            'for': ("%(node_down_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray node died unexpectedly.",
+              description: ("Ray node {{ $labels.node_id }} ({{ $labels.ip }}) of {{ $labels.SessionName }} is dead and the cluster lost a node unexpectedly (crash or lost heartbeat) within %(event_alert_window)s; tasks and actors on it failed or were retried elsewhere." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensNodeDown.md",
+            },
+          },
+          {
+            alert: "RaylensNodesPreempted",
+            expr: ("sum by (SessionName, node_type, market) (\n  increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}[%(event_alert_window)s]) > 0\n  or\n  (\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}\n    unless\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"} offset %(event_alert_window)s\n  )\n) > 0" % $._config),
+            'for': "0m",
+            labels: { severity: "info" },
+            annotations: {
+              summary: "Ray nodes were preempted.",
+              description: ("The cloud reclaimed {{ $labels.node_type }} nodes ({{ $labels.market }}) of {{ $labels.SessionName }} within %(event_alert_window)s (preemptions: {{ printf \"%%.0f\" $value }}); their tasks were retried and their actors restarted elsewhere, if allowed to." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensNodesPreempted.md",
+            },
+          },
+          {
+            alert: "RaylensObjectStorePressure",
+            expr: ("raylens_ray_object_store_pressure_ratio{%(exporter_selector)s} > %(object_store_pressure_warning_percent)s / 100" % $._config),
+            'for': ("%(resource_alert_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray object store is nearly full.",
+              description: ("The object store of Ray node {{ $labels.node_id }} ({{ $labels.ip }}) has been {{ $value | humanizePercentage }} full for %(resource_alert_for)s (threshold %(object_store_pressure_warning_percent)s%%); new objects spill to disk or fall back to slow allocations." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensObjectStorePressure.md",
+            },
+          },
+          {
+            alert: "RaylensObjectStoreSpilling",
+            expr: ("node:raylens_ray_object_store_spilled_bytes:rate5m{%(exporter_selector)s} > %(object_store_spill_warning_mib_per_second)s * 1024 * 1024" % $._config),
+            'for': ("%(resource_alert_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray node keeps spilling objects to disk.",
+              description: ("Ray node {{ $labels.node_id }} ({{ $labels.ip }}) has spilled {{ $value | humanize1024 }}B/s of objects to external storage for %(resource_alert_for)s (threshold %(object_store_spill_warning_mib_per_second)s MiB/s); tasks wait on disk instead of memory." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensObjectStoreSpilling.md",
+            },
+          },
+          {
+            alert: "RaylensWorkersOOMKilled",
+            expr: ("sum by (SessionName, NodeAddress) (\n  increase(ray_memory_manager_worker_eviction_total[%(event_alert_window)s]) > 0\n  or\n  (\n    ray_memory_manager_worker_eviction_total\n    unless\n    ray_memory_manager_worker_eviction_total offset %(event_alert_window)s\n  )\n) > 0" % $._config),
+            'for': "0m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "Ray killed workers to avoid running out of memory.",
+              description: ("Ray's memory monitor on {{ $labels.NodeAddress }} ({{ $labels.SessionName }}) killed workers to free memory within %(event_alert_window)s (kills: {{ printf \"%%.0f\" $value }}); their tasks fail with OutOfMemoryError or are retried." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensWorkersOOMKilled.md",
+            },
+          },
+        ],
+      },
     ],
   },
 
   prometheusRules+:: {
     groups+: std.flattenArrays([
+      std.parseYaml(importstr "../recording-rules/cost.yml").groups,
+      std.parseYaml(importstr "../recording-rules/data_train.yml").groups,
+      std.parseYaml(importstr "../recording-rules/gpu.yml").groups,
       std.parseYaml(importstr "../recording-rules/node.yml").groups,
+      std.parseYaml(importstr "../recording-rules/ray.yml").groups,
+      std.parseYaml(importstr "../recording-rules/serve.yml").groups,
     ]),
   },
 }

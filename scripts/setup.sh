@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything raylens needs on a fresh Debian/Ubuntu machine: Prometheus, promtool,
 # Alertmanager and amtool from the distribution, and the raylens package in ./.venv.
-# Usage: scripts/setup.sh [--test]   (--test adds the test extras)
+# Usage: scripts/setup.sh [--test|--demo]   (--test: test extras; --demo: Ray for `raylens up`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ command -v amtool >/dev/null || need_packages+=(prometheus-alertmanager)
 command -v openssl >/dev/null || need_packages+=(openssl)
 if [ "${1:-}" = "--test" ]; then
   command -v prometheus-node-exporter >/dev/null || need_packages+=(prometheus-node-exporter)
+  # tests/test_dashboards.py validates docker-compose.yml offline with `docker-compose config -q`.
+  command -v docker-compose >/dev/null || need_packages+=(docker-compose)
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -28,7 +30,11 @@ done
 python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: Python 3.11+ required" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-extras=""; [ "${1:-}" = "--test" ] && extras="[test]"
+case "${1:-}" in
+  --test) extras="[test]" ;;   # everything the tests use, Ray included
+  --demo) extras="[demo]" ;;   # what `raylens up` needs for its local Ray head and demo jobs
+  *) extras="" ;;
+esac
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".${extras}"
 echo "setup: ok ($(.venv/bin/raylens --version), $(prometheus --version 2>&1 | head -1))"

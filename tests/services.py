@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from raylens.config import AlertsConfig
+from raylens.cost.budgets import Budget
 from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
 from raylens.stack.ports import free_port
 from raylens.stack.processes import ManagedProcess
@@ -92,12 +93,21 @@ def running_prometheus(
     scrape_interval: str = "1s",
     alertmanager_targets: Sequence[str] | None = None,
     alerts_config: AlertsConfig | None = None,
+    budgets: Sequence[Budget] | None = None,
 ) -> Iterator[RunningPrometheus]:
+    """Prometheus with the bundle's rules; ``alerts_config`` and ``budgets`` render the alerting rules
+    (short windows, the budget thresholds of the exporter's budgets file) as ``raylens up`` does."""
     binary = find_tool("prometheus")
     assert binary, "prometheus is not installed; run scripts/setup.sh"
     work = tmp_path / "prometheus"
     config = prepare_prometheus_dir(
-        bundle_root(), work, list(exporter_targets), scrape_interval, list(alertmanager_targets or []), alerts_config
+        bundle_root(),
+        work,
+        list(exporter_targets),
+        scrape_interval,
+        list(alertmanager_targets or []),
+        alerts_config,
+        budgets=budgets,
     )
     listen = f"127.0.0.1:{free_port()}"
     process = ManagedProcess(

@@ -5,13 +5,34 @@ Only the timers are shortened (`for`, group_wait); the rules, routes and receive
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
+from ray_cluster import MARKER_VARIABLE, RayHead, RayPorts, running_ray_head, short_temp_dir
 
 from raylens.config import AlertsConfig
-from services import running_alertmanager, running_exporter, running_prometheus, running_sink
+from raylens.rules.budgets import load_budgets_file
+from raylens.stack.processes import ManagedProcess
+from raylens.stack.ray_head import RAY_BINARY, cluster_pids
+from services import (
+    RunningAlertmanager,
+    RunningExporter,
+    RunningPrometheus,
+    RunningSink,
+    running_alertmanager,
+    running_exporter,
+    running_prometheus,
+    running_sink,
+)
 
 FAST_ALERTS = AlertsConfig(exporter_down_for="3s", collector_failing_for="3s", resource_alert_for="3s")
 
@@ -66,3 +87,262 @@ def test_an_exporter_that_dies_pages_nobody_but_reaches_the_platform_channel(tmp
         assert healthy.address not in firing_instances
         # The same alert is visible through Alertmanager's API, as `raylens status` reads it.
         assert any(a["labels"]["alertname"] == "RaylensExporterDown" for a in alertmanager.alerts())
+
+
+# --- Cost and Ray: a budget breach and a dead node, through a real Ray cluster and the cost collector ---
+
+HOLD_JOB = Path(__file__).parent / "fixtures" / "cost" / "ray_job"
+# Nodes describe themselves as cloud nodes do; the pricing file prices the type at $1/s so spend moves in
+# seconds.
+NODE_LABELS = {"raylens.io/instance-type": "e2e-node", "ray.io/market-type": "on-demand"}
+BUDGET = "ml-e2e"
+# The ml job holds 1 of the head's 2 CPUs and so pays half of it, $0.5/s: 50 % of this after 25 s,
+# 80 % after 40 s, 100 % after 50 s. Monthly, so a day boundary during the test changes nothing.
+BUDGET_USD = 25
+COST_ALERTS = AlertsConfig(budget_threshold_for="2s", budget_projection_for="2s", node_down_for="2s")
+# The GCS declares a node dead after this many missed health checks; Ray's defaults take ~30 s.
+FAST_NODE_DEATH = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
+
+
+@dataclass
+class CostStack:
+    tmp: Path
+    head: RayHead
+    sink: RunningSink
+    alertmanager: RunningAlertmanager
+    exporter: RunningExporter
+    prometheus: RunningPrometheus
+
+
+def _cost_files(tmp: Path, head: RayHead) -> tuple[Path, Path]:
+    pricing = tmp / "pricing.yaml"
+    pricing.write_text(
+        yaml.safe_dump(
+            {
+                "format_version": 1,
+                "instance_types": [
+                    {
+                        "instance_type": "e2e-node",
+                        "cloud": "onprem",
+                        "vcpus": 2,
+                        "memory_gib": 4,
+                        "gpus": 0,
+                        "usd_per_hour": 3600.0,
+                        "source": "test figure",
+                        "as_of": "2026-01-01",
+                    }
+                ],
+            }
+        )
+    )
+    budgets = tmp / "budgets.yaml"
+    budgets.write_text(
+        yaml.safe_dump(
+            {"budgets": [{"name": BUDGET, "scope": "team", "match": "ml", "amount_usd": BUDGET_USD, "period": "month"}]}
+        )
+    )
+    config = tmp / "raylens.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "exporter": {"collectors": ["ray", "cost"]},
+                "ray": {"address": head.dashboard_url, "cache_seconds": 0.5, "timeout_seconds": 10},
+                "cost": {"pricing_files": [str(pricing)], "budgets_file": str(budgets), "state_dir": str(tmp / "cost")},
+            }
+        )
+    )
+    return config, budgets
+
+
+@pytest.fixture(scope="module")
+def cost_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostStack]:
+    """A Ray head priced by a pricing file, an exporter with the ray and cost collectors, Prometheus
+    with the rules (budget thresholds generated from the exporter's budgets file, short `for`), and
+    Alertmanager with the shipped routing sending to the sink."""
+    tmp = tmp_path_factory.mktemp("alerting-cost")
+    with pytest.MonkeyPatch.context() as env, contextlib.ExitStack() as stack:
+        for name, value in FAST_NODE_DEATH.items():
+            env.setenv(name, value)
+        head = stack.enter_context(running_ray_head(tmp, num_cpus=2, labels=NODE_LABELS))
+        config, budgets = _cost_files(tmp, head)
+        sink = stack.enter_context(running_sink(tmp))
+        alertmanager = stack.enter_context(running_alertmanager(tmp, sink.address))
+        exporter = stack.enter_context(running_exporter(tmp, f"--config.file={config}"))
+        prometheus = stack.enter_context(
+            running_prometheus(
+                tmp,
+                [exporter.address],
+                alertmanager_targets=[alertmanager.address],
+                alerts_config=COST_ALERTS,
+                budgets=load_budgets_file(budgets, [tmp / "pricing.yaml"]),
+            )
+        )
+        prometheus.wait_for('raylens_scrape_collector_success{collector="cost"} == 1', timeout=60)
+        yield CostStack(tmp, head, sink, alertmanager, exporter, prometheus)
+
+
+def firing(notification: dict, alertname: str) -> list[dict]:
+    return [
+        alert
+        for alert in notification["alerts"]
+        if alert["status"] == "firing" and alert["labels"]["alertname"] == alertname
+    ]
+
+
+def thresholds(notification: dict) -> set[str]:
+    return {alert["labels"]["threshold"] for alert in firing(notification, "RaylensBudgetThresholdCrossed")}
+
+
+@pytest.mark.slow
+def test_a_team_budget_breach_reaches_the_team_and_oncall_and_silences_its_lower_thresholds(
+    cost_stack: CostStack,
+) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    stack = cost_stack
+    stack.prometheus.wait_for(f'budget:raylens_budget_spend:ratio{{budget="{BUDGET}"}}', timeout=30)
+    release = stack.tmp / "release"
+    client = JobSubmissionClient(stack.head.dashboard_url)
+    submission = client.submit_job(
+        entrypoint=f"{sys.executable} hold.py {release} 300",
+        runtime_env={"working_dir": str(HOLD_JOB)},
+        metadata={"user": "alice", "project": "vision", "team": "ml"},
+    )
+    try:
+        paged = wait_for_notifications(
+            stack.sink, lambda n: n["receiver"] == "oncall" and thresholds(n) == {"100"}, timeout=180
+        )
+        time.sleep(4)  # anything else routing would (wrongly) deliver arrives within two group intervals
+    finally:
+        release.touch()
+    ratio = float(stack.prometheus.query(f'budget:raylens_budget_spend:ratio{{budget="{BUDGET}"}}')[0]["value"][1])
+    assert ratio >= 1, ratio
+
+    budget_notifications = [
+        n for n in stack.sink.notifications() if any(a["labels"].get("budget") == BUDGET for a in n["alerts"])
+    ]
+    crossed = [n for n in budget_notifications if "RaylensBudgetThresholdCrossed" in alertnames(n)]
+    # 50 % is info: dashboards only. 80 % (warning) goes to the team's channel; 100 % (critical) to the
+    # team's channel and on-call; nothing reaches the platform channel, since the budget has a team.
+    assert {n["receiver"] for n in crossed} == {"team-channel", "oncall"}, crossed
+    assert all(thresholds(n) == {"100"} for n in crossed if n["receiver"] == "oncall"), crossed
+    team = [thresholds(n) for n in crossed if n["receiver"] == "team-channel"]
+    assert team[0] == {"80"} and team[-1] == {"100"}, team
+    # Inhibition: once 100 % fires, 80 % is not notified again (nor together with it).
+    first_spent = team.index({"100"})
+    assert all(sent == {"80"} for sent in team[:first_spent]) and all(sent == {"100"} for sent in team[first_spent:])
+    assert all(a["status"] == "firing" for n in crossed for a in n["alerts"]), crossed
+    suppressed = {
+        a["labels"]["threshold"]: a["status"]
+        for a in stack.alertmanager.alerts()
+        if a["labels"]["alertname"] == "RaylensBudgetThresholdCrossed"
+    }
+    assert set(suppressed) == {"50", "80", "100"}, suppressed
+    assert suppressed["100"]["state"] == "active"
+    assert suppressed["80"]["state"] == "suppressed" and suppressed["80"]["inhibitedBy"], suppressed
+    assert suppressed["50"]["state"] == "suppressed" and suppressed["50"]["inhibitedBy"], suppressed
+
+    alert = firing(paged[0], "RaylensBudgetThresholdCrossed")[0]
+    assert alert["labels"] == {
+        "alertname": "RaylensBudgetThresholdCrossed",
+        "budget": BUDGET,
+        "instance": stack.exporter.address,
+        "job": "raylens",
+        "match": "ml",
+        "period": "month",
+        "scope": "team",
+        "severity": "critical",
+        "team": "ml",
+        "threshold": "100",
+    }
+    assert alert["annotations"]["summary"] == "A budget has crossed 100% of its amount."
+    description = alert["annotations"]["description"]
+    assert description.startswith(f"Budget {BUDGET} (team ml) has spent "), description
+    assert description.endswith("of its amount this month, past its 100% threshold."), description
+    assert alert["annotations"]["runbook_url"].endswith("/RaylensBudgetThresholdCrossed.md")
+    warned = next(n for n in crossed if thresholds(n) == {"80"})
+    assert firing(warned, "RaylensBudgetThresholdCrossed")[0]["labels"]["severity"] == "warning"
+
+    # At $0.5/s a $25 monthly budget is projected far past its amount: a warning for the team.
+    projected = [n for n in budget_notifications if "RaylensBudgetProjectedOverrun" in alertnames(n)]
+    assert projected and {n["receiver"] for n in projected} == {"team-channel"}, projected
+    assert firing(projected[0], "RaylensBudgetProjectedOverrun")[0]["labels"]["team"] == "ml"
+    client.stop_job(submission)
+
+
+def _start_worker(head: RayHead, temp_dir: Path, log_dir: Path) -> ManagedProcess:
+    """A second Ray node on this machine joining ``head``: its own temp dir and ports outside Ray's
+    worker range, and a marker of its own, so it can be killed by PID without touching the head."""
+    ports = RayPorts.pick()
+    argv = [
+        RAY_BINARY,
+        "start",
+        f"--address={head.address}",
+        "--block",
+        f"--temp-dir={temp_dir}",
+        "--num-cpus=1",
+        f"--object-store-memory={head.object_store_bytes}",
+        f"--node-manager-port={ports.node_manager}",
+        f"--object-manager-port={ports.object_manager}",
+        f"--metrics-export-port={ports.metrics_export}",
+        f"--dashboard-agent-listen-port={ports.dashboard_agent_listen}",
+        f"--dashboard-agent-grpc-port={ports.dashboard_agent_grpc}",
+        f"--runtime-env-agent-port={ports.runtime_env_agent}",
+        "--disable-usage-stats",
+        "--labels=" + ",".join(f"{key}={value}" for key, value in NODE_LABELS.items()),
+    ]
+    environment = {**head.environment(), MARKER_VARIABLE: str(temp_dir)}
+    worker = ManagedProcess("ray-worker", argv, log_dir / "ray-worker.log", env=environment)
+    worker.start()
+    return worker
+
+
+def _kill_node(temp_dir: Path, root_pid: int | None) -> None:
+    """SIGKILL every process of the node at once, as if its machine died."""
+    for pid in cluster_pids(temp_dir, root_pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_ray_node_that_dies_reaches_the_platform_channel(cost_stack: CostStack, tmp_path: Path) -> None:
+    stack = cost_stack
+    temp_dir = short_temp_dir()
+    worker = _start_worker(stack.head, temp_dir, tmp_path)
+    try:
+        rows = stack.prometheus.wait_for(
+            'raylens_ray_node_up == 1 unless on (node_id) raylens_ray_node_info{is_head="true"}', timeout=90
+        )
+        node = rows[0]["metric"]
+        _kill_node(temp_dir, worker.pid)
+
+        notifications = wait_for_notifications(
+            stack.sink, lambda n: bool(firing(n, "RaylensNodeDown")) and n["status"] == "firing", timeout=90
+        )
+        time.sleep(3)  # anything else routing would (wrongly) deliver
+        down = [n for n in stack.sink.notifications() if "RaylensNodeDown" in alertnames(n)]
+        # warning, owned by no team: the platform channel only.
+        assert {n["receiver"] for n in down} == {"platform-channel"}, down
+        alert = firing(notifications[0], "RaylensNodeDown")[0]
+        assert alert["labels"] == {
+            "alertname": "RaylensNodeDown",
+            "severity": "warning",
+            "SessionName": node["SessionName"],
+            "node_id": node["node_id"],
+            "ip": node["ip"],
+            "NodeAddress": node["NodeAddress"],
+        }
+        assert alert["annotations"]["summary"] == "A Ray node died unexpectedly."
+        assert node["node_id"] in alert["annotations"]["description"]
+        assert alert["annotations"]["runbook_url"].endswith("/RaylensNodeDown.md")
+        removals = stack.prometheus.query('raylens_ray_node_removals_total{reason="unexpected_termination"}')
+        assert removals and float(removals[0]["value"][1]) >= 1, removals
+    finally:
+        _kill_node(temp_dir, worker.pid)
+        worker.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)

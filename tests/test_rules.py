@@ -83,10 +83,12 @@ def all_alerts() -> list[dict]:
 
 def test_generated_alert_files_are_fresh() -> None:
     from raylens.config import AlertsConfig
-    from raylens.rules.definitions import GROUPS
+    from raylens.rules.build import sample_budgets
+    from raylens.rules.definitions import alert_groups
     from raylens.rules.render import alert_files
 
-    expected = alert_files(GROUPS, AlertsConfig())
+    # Budget thresholds are generated from the sample budgets.yaml, as `raylens rules build` does.
+    expected = alert_files(alert_groups(sample_budgets(REPO)), AlertsConfig())
     committed = {path.name: path.read_text() for path in ALERT_FILES if path.name in expected}
     assert committed == expected, "stale: run `raylens rules build` and commit the result"
 
@@ -158,9 +160,119 @@ def test_mixin_config_overrides_reach_the_rules() -> None:
 
 def test_mixin_is_fresh() -> None:
     from raylens.config import AlertsConfig
-    from raylens.rules.build import recording_rule_files
-    from raylens.rules.definitions import GROUPS
+    from raylens.rules.build import recording_rule_files, sample_budgets
+    from raylens.rules.definitions import alert_groups
     from raylens.rules.render import MIXIN_PATH, mixin_source
 
-    expected = mixin_source(GROUPS, AlertsConfig(), recording_rule_files(REPO))
+    expected = mixin_source(alert_groups(sample_budgets(REPO)), AlertsConfig(), recording_rule_files(REPO))
     assert (REPO / MIXIN_PATH).read_text() == expected, "stale: run `raylens rules build`"
+
+
+# --- budget thresholds: generated from a budgets file, by `raylens rules build` and by `raylens up` ---
+
+
+def _budgets_file(path: Path) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "budgets": [
+                    {
+                        "name": "ml",
+                        "scope": "team",
+                        "match": "ml",
+                        "amount_usd": 100,
+                        "thresholds_percent": [60, 90, 110],
+                    },
+                    {"name": "all", "scope": "org", "amount_usd": 1000, "period": "day"},
+                ]
+            }
+        )
+    )
+    return path
+
+
+def _budget_rules(text: str) -> list[dict]:
+    (group,) = yaml.safe_load(text)["groups"]
+    assert group["name"] == "raylens-budgets"
+    return group["rules"]
+
+
+def test_budget_thresholds_are_generated_per_budget_and_threshold(tmp_path: Path) -> None:
+    from raylens.config import AlertsConfig
+    from raylens.rules.budgets import load_budgets_file
+    from raylens.rules.definitions import alert_groups
+    from raylens.rules.render import alert_files
+
+    budgets = load_budgets_file(_budgets_file(tmp_path / "budgets.yaml"))
+    files = alert_files(alert_groups(budgets), AlertsConfig(budget_critical_percent=110))
+    rules = _budget_rules(files["budgets.yml"])
+    summary = [
+        (r["labels"]["budget"], r["labels"]["threshold"], r["labels"]["severity"], r["labels"].get("team"))
+        for r in rules
+    ]
+    assert summary == [
+        ("ml", "60", "info", "ml"),
+        ("ml", "90", "warning", "ml"),
+        ("ml", "110", "critical", "ml"),
+        ("all", "50", "info", None),
+        ("all", "80", "warning", None),
+        ("all", "100", "warning", None),  # critical only from 110 % in this config
+    ]
+    assert rules[2]["expr"] == 'budget:raylens_budget_spend:ratio{job="raylens", budget="ml"} >= 110 / 100'
+    (tmp_path / "budgets.yml").write_text(files["budgets.yml"])
+    result = subprocess.run(
+        ["promtool", "check", "rules", "--lint=all", "--lint-fatal", str(tmp_path / "budgets.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rules_build_takes_budgets_from_the_flag_then_the_config_then_the_sample(tmp_path: Path) -> None:
+    import shutil
+
+    from raylens.rules.build import build
+
+    bundle = tmp_path / "bundle"
+    for folder in ("recording-rules", "examples"):
+        shutil.copytree(REPO / folder, bundle / folder)
+    budgets = _budgets_file(tmp_path / "budgets.yaml")
+
+    def names() -> set[str]:
+        return {
+            rule["labels"]["budget"] for rule in _budget_rules((bundle / "alerting-rules" / "budgets.yml").read_text())
+        }
+
+    build(bundle)
+    assert names() == {"org-monthly", "aws-monthly", "vision", "ml-team-weekly", "alice-daily"}
+    config = tmp_path / "raylens.yaml"
+    config.write_text(yaml.safe_dump({"cost": {"budgets_file": str(budgets)}}))
+    build(bundle, config)
+    assert names() == {"ml", "all"}
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"budgets": [{"name": "solo", "scope": "user", "match": "bob", "amount_usd": 5}]}))
+    build(bundle, config, other)
+    assert names() == {"solo"}
+    # The mixin carries the same budgets, for jsonnet users to override.
+    assert '"name": "solo"' in (bundle / "mixin" / "mixin.libsonnet").read_text()
+
+
+def test_raylens_up_renders_the_budget_alerts_of_the_budgets_its_exporter_reads(tmp_path: Path) -> None:
+    from raylens.config import load_config
+    from raylens.rules.budgets import budgets_for
+    from raylens.stack.demo import apply_demo_settings
+    from raylens.stack.prometheus import prepare_prometheus_dir
+
+    # What `raylens up --demo` gives its exporter, and what it renders for Prometheus from it.
+    exporter_config = tmp_path / "raylens.yaml"
+    exporter_config.write_text(yaml.safe_dump(apply_demo_settings({}, tmp_path / "state")))
+    budgets = budgets_for(load_config(exporter_config).cost)
+    prepare_prometheus_dir(REPO, tmp_path / "prometheus", ["127.0.0.1:9965"], budgets=budgets)
+    rules = _budget_rules((tmp_path / "prometheus" / "rules" / "alerting" / "budgets.yml").read_text())
+    assert {rule["labels"]["budget"] for rule in rules} == {
+        "org-monthly",
+        "vision-daily",
+        "search-daily",
+        "alice-daily",
+    }

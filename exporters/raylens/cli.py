@@ -52,12 +52,19 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from raylens.cost.files import check_config_files
     from raylens.exporter import load_exporter_web_config
 
-    config = load_config(args.file)
-    load_exporter_web_config(config)
-    print(f"{args.file}: OK")
-    print(config.model_dump_json(indent=2))
+    def check_main(path: Path) -> RaylensConfig:
+        config = load_config(path)
+        load_exporter_web_config(config)
+        print(f"{path}: OK")
+        print(config.model_dump_json(indent=2))
+        return config
+
+    # Main configs, budgets, quotas and pricing files, validated together (raylens.cost.files).
+    for line in check_config_files(args.files, check_main):
+        print(line)
     return 0
 
 
@@ -93,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="work with raylens.yaml")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     check = config_commands.add_parser("check", help="validate a config file without starting anything")
-    check.add_argument("file", type=Path)
+    check.add_argument(
+        "files", type=Path, nargs="+", metavar="FILE", help="raylens.yaml, budgets.yaml, quotas.yaml, pricing files"
+    )
     check.set_defaults(handler=cmd_config_check)
 
     docs = commands.add_parser("docs", help="regenerate reference documentation from code")
@@ -106,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_rules_commands(commands)
 
     add_stack_commands(commands)
+
+    from raylens.ray.cli import add_ray_commands
+
+    add_ray_commands(commands)
+
+    from raylens.dashboards.cli import add_dashboard_commands
+
+    add_dashboard_commands(commands)
+
+    from raylens.cost.explain import add_cost_commands
+
+    add_cost_commands(commands)
     return parser
 
 

@@ -8,7 +8,9 @@ same semantics, so one definition serves both outputs. A literal percent sign is
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 SEVERITIES = ("critical", "warning", "info")
 
@@ -36,3 +38,26 @@ class Alert:
 class AlertGroup:
     name: str
     alerts: tuple[Alert, ...]
+
+
+class GeneratedAlertGroup(Protocol):
+    """A group whose alerts are expanded from a list of items (budgets.yaml): one set per item.
+
+    Python renders each ``(alert, item_params)`` pair with the config's params updated by the item's;
+    the jsonnet mixin gets the items as ``_config`` entries and a comprehension over them, so both
+    outputs come from the same templates.
+    """
+
+    name: str
+
+    def instances(self, config: Any) -> Iterable[tuple[Alert, Mapping[str, str]]]:
+        """Concrete alerts for this config (severity may depend on it) with each item's params."""
+        ...
+
+    def jsonnet_config(self) -> Mapping[str, Any]:
+        """Entries added to the mixin's ``_config`` (the items, overridable by users)."""
+        ...
+
+    def jsonnet_rules(self) -> str:
+        """A jsonnet expression for the group's ``rules`` array, over the ``_config`` entries."""
+        ...

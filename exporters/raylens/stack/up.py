@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import requests
 import yaml
 
-from raylens.config import KNOWN_COLLECTORS, load_config
+from raylens.config import KNOWN_COLLECTORS, RaylensConfig, load_config
+from raylens.rules.budgets import budgets_for
 from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
 from raylens.stack.demo import LOCAL_NODE_LABELS, WORKER_PORT_RANGE, apply_demo_settings
 from raylens.stack.ports import free_port
@@ -103,6 +104,7 @@ class Stack:
         self.user_config = load_config(options.config_file)
         self.ray_dashboard_url: str | None = None
         self.ray_metrics_targets: list[str] = []
+        self.exporter_config: RaylensConfig | None = None
 
     def _step(self, title: str, action: Callable[[], str | None]) -> None:
         started = time.monotonic()
@@ -249,7 +251,8 @@ class Stack:
             data = apply_demo_settings(data, self.options.state_dir)
         path = self.options.state_dir / "raylens.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=True))
-        load_config(path)  # fail here, naming the field, rather than in the exporter's log
+        # Fail here, naming the field, rather than in the exporter's log.
+        self.exporter_config = load_config(path)
         return path
 
     def _launch(self, process: ManagedProcess) -> None:
@@ -284,6 +287,8 @@ class Stack:
             alertmanager_targets=[f"127.0.0.1:{ports['alertmanager']}"],
             alerts_config=self.user_config.alerts,
             ray_targets=self.ray_metrics_targets,
+            # Budget threshold alerts for the budgets the exporter publishes (the demo's, or the user's).
+            budgets=budgets_for(self.exporter_config.cost) if self.exporter_config else (),
         )
         listen = f"127.0.0.1:{ports['prometheus']}"
         argv = prometheus_argv(binary, config, state / "prometheus" / "data", listen)
