@@ -66,6 +66,9 @@ def submit_demo_jobs(dashboard_url: str, duration_seconds: float, run_id: str) -
 LOCAL_NODE_LABELS = {"raylens.io/instance-type": "local-demo", "ray.io/market-type": "on-demand"}
 
 
+# Budget alerts wait this long in the demo (production default: alerts.budget_threshold_for, 5m).
+DEMO_BUDGET_THRESHOLD_FOR = "30s"
+
 # A deliberately high demo price, so spend moves visibly within minutes on a laptop.
 DEMO_USD_PER_HOUR = 36.0
 

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import requests
 import yaml
 
-from raylens.config import KNOWN_COLLECTORS, RaylensConfig, load_config
+from raylens.config import KNOWN_COLLECTORS, AlertsConfig, RaylensConfig, load_config
 from raylens.rules.budgets import budgets_for
 from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
-from raylens.stack.demo import LOCAL_NODE_LABELS, WORKER_PORT_RANGE, apply_demo_settings
+from raylens.stack.demo import DEMO_BUDGET_THRESHOLD_FOR, LOCAL_NODE_LABELS, WORKER_PORT_RANGE, apply_demo_settings
 from raylens.stack.ports import free_port
 from raylens.stack.processes import ManagedProcess, StartError, stop_pid
 from raylens.stack.prometheus import prepare_prometheus_dir, prometheus_argv
@@ -285,7 +285,7 @@ class Stack:
             [f"127.0.0.1:{ports['exporter']}"],
             self.options.scrape_interval,
             alertmanager_targets=[f"127.0.0.1:{ports['alertmanager']}"],
-            alerts_config=self.user_config.alerts,
+            alerts_config=self._alerts_config(),
             ray_targets=self.ray_metrics_targets,
             # Budget threshold alerts for the budgets the exporter publishes (the demo's, or the user's).
             budgets=budgets_for(self.exporter_config.cost) if self.exporter_config else (),
@@ -295,6 +295,13 @@ class Stack:
         self._launch(ManagedProcess("prometheus", argv, state / "logs" / "prometheus.log", f"http://{listen}/-/ready"))
         self.urls["prometheus"] = f"http://{listen}"
         return f"{self.urls['prometheus']} (config {config})"
+
+    def _alerts_config(self) -> AlertsConfig:
+        """The user's thresholds; the demo waits 30 s, not the production 5 m, before a budget alert."""
+        alerts = self.user_config.alerts
+        if self._demo_enabled() and "budget_threshold_for" not in alerts.model_fields_set:
+            alerts = alerts.model_copy(update={"budget_threshold_for": DEMO_BUDGET_THRESHOLD_FOR})
+        return alerts
 
     def _submit_demo(self) -> str:
         from raylens.stack.demo import submit_demo_jobs
