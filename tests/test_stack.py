@@ -13,17 +13,10 @@ from pathlib import Path
 
 import requests
 
+from raylens.stack.processes import pid_alive
 from raylens.stack.up import read_state, stop_recorded
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def cleanup(up: subprocess.Popen[str], state_dir: Path) -> None:
@@ -79,7 +72,7 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path) -> None:
             "exporter",
             "prometheus",
         ]
-        assert all(alive(pid) for pid in pids)
+        assert all(pid_alive(pid) for pid in pids)
         prometheus = state["urls"]["prometheus"]
         answer = requests.get(f"{prometheus}/api/v1/query", params={"query": "raylens_node_load1"}, timeout=10).json()
         assert answer["data"]["result"], answer
@@ -92,7 +85,7 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path) -> None:
         )
         assert down.returncode == 0, down.stdout + down.stderr
         up.wait(timeout=30)
-        assert not any(alive(pid) for pid in pids)
+        assert not any(pid_alive(pid) for pid in pids)
         assert not (tmp_path / "stack.json").exists()
     finally:
         cleanup(up, tmp_path)
@@ -105,7 +98,7 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
         pids = [component["pid"] for component in json.loads((tmp_path / "stack.json").read_text())["components"]]
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=30) == 0
-        assert not any(alive(pid) for pid in pids)
+        assert not any(pid_alive(pid) for pid in pids)
     finally:
         cleanup(up, tmp_path)
 

@@ -14,15 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from raylens.stack.processes import pid_alive
 from raylens.stack.ray_head import cluster_pids
 from raylens.stack.up import read_state, stop_recorded
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def query(prometheus: str, expr: str) -> list[dict]:
@@ -118,7 +112,7 @@ def test_up_demo_status_down(tmp_path: Path) -> None:
         )
         assert down.returncode == 0, down.stdout + down.stderr
         up.wait(timeout=60)
-        assert [pid for pid in pids if alive(pid)] == []
+        assert [pid for pid in pids if pid_alive(pid)] == []
         assert cluster_pids(temp_dir) == []
     finally:
         if up.poll() is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from raylens.stack.processes import pid_alive
 from raylens.stack.up import read_state
 
 # Queries over recording rules and exporter series; kept here so the screen and the docs agree.
@@ -40,14 +41,6 @@ class StatusReport:
         )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     body = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()
     return body.get("data", {}).get("result", [])
@@ -61,7 +54,7 @@ def collect_status(state_dir: Path) -> StatusReport | None:
     urls: dict[str, str] = state.get("urls", {})
     for component in state["components"]:
         name = component["name"]
-        report.components.append((name, _pid_alive(component["pid"]), urls.get(name, "")))
+        report.components.append((name, pid_alive(component["pid"]), urls.get(name, "")))
 
     prometheus = urls.get("prometheus")
     if prometheus:
