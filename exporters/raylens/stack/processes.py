@@ -89,11 +89,7 @@ def stop_pid(pid: int, expected_command: str, timeout: float = 15.0) -> bool:
     PIDs are recycled; checking ``/proc/PID/cmdline`` keeps ``raylens down`` from signalling a
     stranger. Returns True when the process is gone.
     """
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return True
-    if expected_command not in cmdline:
+    if not is_ours(pid, expected_command):
         return True
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
@@ -106,6 +102,15 @@ def stop_pid(pid: int, expected_command: str, timeout: float = 15.0) -> bool:
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
     return not pid_alive(pid)
+
+
+def is_ours(pid: int, expected_command: str) -> bool:
+    """Whether ``pid`` is alive and its command line still names what we started (PIDs are recycled)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return expected_command in cmdline and pid_alive(pid)
 
 
 def pid_alive(pid: int) -> bool:

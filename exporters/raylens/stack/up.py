@@ -28,7 +28,7 @@ from raylens.rules.budgets import budgets_for
 from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
 from raylens.stack.demo import DEMO_BUDGET_THRESHOLD_FOR, LOCAL_NODE_LABELS, WORKER_PORT_RANGE, apply_demo_settings
 from raylens.stack.ports import free_port
-from raylens.stack.processes import ManagedProcess, StartError, stop_pid
+from raylens.stack.processes import ManagedProcess, StartError, is_ours, stop_pid
 from raylens.stack.prometheus import prepare_prometheus_dir, prometheus_argv
 from raylens.stack.tools import bundle_root, ensure_tools
 
@@ -151,7 +151,8 @@ class Stack:
 
     def _refuse_if_running(self) -> None:
         recorded = read_state(self.options.state_dir)
-        if recorded and any(Path(f"/proc/{part['pid']}").exists() for part in recorded["components"]):
+        # A stack.json left by a crash must not block `up` because its PIDs were reused since.
+        if recorded and any(is_ours(part["pid"], part["command"]) for part in recorded["components"]):
             raise StartError(
                 f"a stack from {self.options.state_dir} is already running; stop it with "
                 f"`raylens down --state-dir {self.options.state_dir}`"
