@@ -1,0 +1,120 @@
+"""The ``ray`` section: how the ray collector and ``raylens sd`` reach a cluster."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from raylens.config.base import _Section
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Labels raylens_ray_job_info carries itself; metadata keys must not shadow them.
+RAY_JOB_INFO_LABELS = ("SessionName", "job_id", "submission_id", "type", "entrypoint")
+
+
+class RayConfig(_Section):
+    """How the ``ray`` collector and ``raylens sd`` reach a Ray cluster and shape its series."""
+
+    address: str = Field(
+        "auto",
+        description="Cluster to read: `auto` (RAY_ADDRESS, else the cluster started on this machine), a GCS "
+        "address `host:6379`, or the dashboard URL `http://host:8265`. A URL needs no Ray install to "
+        "resolve; the others ask the GCS once for the dashboard URL.",
+    )
+    temp_dir: Path | None = Field(
+        None, description="Ray's --temp-dir, where `auto` looks for the local cluster; unset: /tmp/ray."
+    )
+    timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="Deadline for one round of calls to Ray. Keep it below Prometheus' scrape_timeout; "
+        "raise it for clusters with tens of thousands of tasks.",
+    )
+    cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Answers of a round are reused this long, so HA Prometheus pairs and short scrape "
+        "intervals do not multiply load on the dashboard (Ray records its own metrics every 5 s).",
+    )
+    max_actors: int = Field(
+        10000,
+        ge=0,
+        description="Rows asked from the actor listing; 0 skips actors. Ray's API server refuses more than "
+        "RAY_MAX_LIMIT_FROM_API_SERVER (10000).",
+    )
+    max_tasks: int = Field(
+        10000,
+        ge=0,
+        description="Task attempts asked from the task listing (GCS task events, itself bounded); 0 skips "
+        "tasks. Lower it when the listing is slow.",
+    )
+    object_store: bool = Field(
+        True,
+        description="Ask every alive raylet for object-store stats (gRPC to its node-manager port). Needs "
+        "the `ray` extra and network reach to every node; turn off when the exporter cannot reach them.",
+    )
+    top_names: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Task function and actor class names kept as label values, most frequent first; "
+        "the rest are summed under `other`. Bounds cardinality.",
+    )
+    job_attribution_labels: tuple[str, ...] = Field(
+        ("user", "project", "team", "workload"),
+        description="Job metadata keys copied as labels onto raylens_ray_job_info (cost attribution). "
+        "Each must be a valid label name; missing keys give empty values.",
+    )
+    entrypoint_max_length: int = Field(
+        120, ge=0, description="Characters of a job's entrypoint kept in raylens_ray_job_info."
+    )
+    finished_grace_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="How long a finished job (from its end time) and a dead node keep their own series "
+        "before leaving the exposition. Counters are not affected.",
+    )
+    node_type_labels: tuple[str, ...] = Field(
+        ("ray.io/node-group",),
+        description="Node labels read, in order, for a node's type; the autoscaler's node type, then "
+        "`head`/`worker`, when none is set.",
+    )
+    market_labels: tuple[str, ...] = Field(
+        ("ray.io/market-type",),
+        description="Node labels read, in order, for the capacity market (spot, on-demand and cloud "
+        "spellings are understood); set with `ray start --labels` or RAY_NODE_MARKET_TYPE.",
+    )
+    market_by_node_type: dict[str, Literal["on_demand", "spot"]] = Field(
+        default_factory=dict,
+        description="Market per node type, for clusters whose nodes carry no market label.",
+    )
+    default_market: Literal["on_demand", "spot"] | None = Field(
+        None, description="Market of nodes nothing else classifies; unset leaves the label empty."
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip()
+        if value == "auto" or value.startswith(("http://", "https://")):
+            return value.rstrip("/")
+        host, sep, port = value.rpartition(":")
+        if sep and host and port.isdigit():
+            return value
+        raise ValueError("expected `auto`, a GCS address host:port, or a dashboard URL http://host:port")
+
+    @field_validator("job_attribution_labels")
+    @classmethod
+    def _label_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(f"expected label names ([a-zA-Z_][a-zA-Z0-9_]*), got {name!r}")
+            if name in RAY_JOB_INFO_LABELS:
+                raise ValueError(f"{name!r} is already a label of raylens_ray_job_info")
+        if len(set(value)) != len(value):
+            raise ValueError("expected each metadata key at most once")
+        return value
