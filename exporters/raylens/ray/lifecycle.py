@@ -67,7 +67,7 @@ class LifecycleCounters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._observed: set[float] = set()
+        self._observed: tuple[float, int] | None = None
         self._baselined: set[str] = set()
         self.jobs_finished: Counter[tuple[str, str]] = Counter()
         self.node_joins: Counter[tuple[str, str, str]] = Counter()
@@ -93,9 +93,9 @@ class LifecycleCounters:
 
     def observe(self, snapshot: ClusterSnapshot) -> None:
         with self._lock:
-            if snapshot.taken_at in self._observed:
-                return  # a cached snapshot seen again
-            self._observed = {snapshot.taken_at}
+            if (snapshot.taken_at, snapshot.generation) == self._observed:
+                return  # the same snapshot seen again
+            self._observed = (snapshot.taken_at, snapshot.generation)
             session = snapshot.session_name
             if snapshot.ok("jobs"):
                 self._observe_jobs(snapshot, session, self._first("jobs"))
