@@ -76,7 +76,10 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, interval:
 
 
 def healthy(samples: Samples) -> Samples | None:
-    return samples if values(samples, "raylens_scrape_collector_success", collector="ray") == [1.0] else None
+    """The ray collector succeeded and the node table has answered (the exporter reads Ray in the
+    background, so the first scrapes may come before the first answers)."""
+    ok = values(samples, "raylens_scrape_collector_success", collector="ray") == [1.0]
+    return samples if ok and values(samples, "raylens_ray_node_up") else None
 
 
 @pytest.fixture(scope="module")

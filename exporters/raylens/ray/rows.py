@@ -84,18 +84,26 @@ def read_rows(
             text, position, finished = _decode_available(text, position, parse, result, max_rows)
             if finished:
                 state = "after"
+                result.outside += "]"
                 if result.stopped_at_rows:
                     break  # the rest of the answer is rows we will not read
         if state == "after":
-            result.outside += "]" + text
+            result.outside += text
             text = ""
     text += decoder.decode(b"", final=True)
     if state == "before":
         raise RowsError(f'no "{array_key}" array in the answer: {text[:200]!r}')
     if state == "inside":
-        _, _, finished = _decode_available(text, position, parse, result, max_rows, final=True)
+        text, _, finished = _decode_available(text, position, parse, result, max_rows, final=True)
         if not finished:
             raise RowsError("the answer ended inside its row array (truncated JSON)")
+        result.outside += "]"
+    result.outside += text
+    if not result.stopped_at_rows:
+        try:  # what surrounds the rows is small: check that the whole answer was well-formed
+            json.loads(result.outside)
+        except ValueError as error:
+            raise RowsError(f"the answer is truncated or malformed around its rows: {error}") from None
     return result
 
 
