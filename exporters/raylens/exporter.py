@@ -13,8 +13,10 @@ from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector as PrometheusCollector
 
 from raylens import __version__
+from raylens.cluster import ClusterLabelCollector, ClusterName
 from raylens.collectors import ScrapeHealthCollector, build_collectors
 from raylens.config import RaylensConfig, parse_listen_address
+from raylens.ray.state import shared_refresher
 from raylens.web.server import make_app, make_http_server
 from raylens.web.webconfig import WebConfig, load_web_config
 
@@ -28,13 +30,27 @@ class BuildInfoCollector(PrometheusCollector):
         yield info
 
 
+def cluster_name(config: RaylensConfig) -> ClusterName:
+    """The ``cluster`` label's source (raylens.cluster); only exporters that read Ray anyway fall back
+    to the session the dashboard reports."""
+    session = None
+    if {"ray", "cost"} & set(config.exporter.collectors):
+        refresher = shared_refresher(config.ray)
+
+        def session() -> str:
+            snapshot = refresher.current()
+            return snapshot.session_name if snapshot is not None else ""
+
+    return ClusterName(config.cluster.name, config.ray.temp_dir, session=session)
+
+
 def build_registry(config: RaylensConfig) -> CollectorRegistry:
     # Our collectors cannot describe themselves without scraping; registering them as "without
     # names" keeps them out of collection at registration and still lets `?name[]=` filter them.
     registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
-    registry.register(ScrapeHealthCollector(build_collectors(config)))
-    registry.register(BuildInfoCollector())
-    ProcessCollector(registry=registry)
+    collectors = [ScrapeHealthCollector(build_collectors(config)), BuildInfoCollector(), ProcessCollector(registry=None)]
+    # Every series, ours and the process ones, carries `cluster`: added here once, never per collector.
+    registry.register(ClusterLabelCollector(collectors, cluster_name(config)))
     return registry
 
 

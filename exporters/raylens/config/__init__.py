@@ -28,6 +28,7 @@ from raylens.config.base import (
     _Section,
     parse_listen_address,
 )
+from raylens.config.cluster import ClusterConfig
 from raylens.config.cost import CostConfig, NodeMatch, NodeRule, VolumeConfig
 from raylens.config.errors import (
     MISSING,
@@ -36,7 +37,7 @@ from raylens.config.errors import (
     problems_from_validation,
     read_yaml_mapping,
 )
-from raylens.config.exporter import ExporterConfig, LogConfig, NodeConfig
+from raylens.config.exporter import ROLE_COLLECTORS, ExporterConfig, ExporterRole, LogConfig, NodeConfig
 from raylens.config.gpu import GpuConfig
 from raylens.config.ray import RAY_JOB_INFO_LABELS, RayConfig
 
@@ -50,13 +51,16 @@ __all__ = [
     "KNOWN_COLLECTORS",
     "MISSING",
     "RAY_JOB_INFO_LABELS",
+    "ROLE_COLLECTORS",
     "AlertsConfig",
+    "ClusterConfig",
     "CollectorName",
     "ConfigError",
     "ConfigProblem",
     "CostConfig",
     "Duration",
     "ExporterConfig",
+    "ExporterRole",
     "GpuConfig",
     "LogConfig",
     "NodeConfig",
@@ -81,6 +85,7 @@ class RaylensConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     cost: CostConfig = CostConfig()
     gpu: GpuConfig = GpuConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
 
 # Environment variables for the settings most often changed per machine.
@@ -88,6 +93,8 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "RAYLENS_WEB_LISTEN_ADDRESS": ("exporter", "listen_address"),
     "RAYLENS_WEB_CONFIG_FILE": ("exporter", "web_config_file"),
     "RAYLENS_COLLECTORS": ("exporter", "collectors"),
+    "RAYLENS_ROLE": ("exporter", "role"),
+    "RAYLENS_CLUSTER_NAME": ("cluster", "name"),
     "RAYLENS_LOG_LEVEL": ("log", "level"),
     "RAYLENS_LOG_FORMAT": ("log", "format"),
     "RAYLENS_NODE_INSTANCE_TYPE": ("node", "instance_type"),
