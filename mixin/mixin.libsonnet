@@ -325,7 +325,7 @@
           },
           {
             alert: "RaylensNodeOverProvisioned",
-            expr: ("(\n  (\n    (\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"GPU\"}[%(node_overprovisioned_window)s])\n      or on (node_id)\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"CPU\"}[%(node_overprovisioned_window)s])\n    ) < %(node_overprovisioned_percent)s / 100\n  ) > 0\n  and on (node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s}\n  and on (node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s} offset %(node_overprovisioned_window)s\n)\n* on (node_id) group_left (instance_type, market)\nmax by (node_id, instance_type, market) (raylens_cost_node_info{%(exporter_selector)s})" % $._config),
+            expr: ("(\n  (\n    (\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"GPU\"}[%(node_overprovisioned_window)s])\n      or on (cluster, node_id)\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"CPU\"}[%(node_overprovisioned_window)s])\n    ) < %(node_overprovisioned_percent)s / 100\n  ) > 0\n  and on (cluster, node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s}\n  and on (cluster, node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s} offset %(node_overprovisioned_window)s\n)\n* on (cluster, node_id) group_left (instance_type, market)\nmax by (cluster, node_id, instance_type, market) (raylens_cost_node_info{%(exporter_selector)s})" % $._config),
             'for': "15m",
             labels: { severity: "info" },
             annotations: {
@@ -341,7 +341,7 @@
         rules: [
           {
             alert: "RaylensJobRunningTooLong",
-            expr: ("(\n  raylens_ray_job_duration_seconds{%(exporter_selector)s} > %(job_running_warning_hours)s * 3600\n  and on (SessionName, job_id, submission_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (SessionName, job_id, submission_id)\n  raylens_ray_job_info{%(exporter_selector)s, %(long_running_job_exclude_selector)s}\n)\n* on (SessionName, job_id, submission_id) group_left (user, project, team)\nmax by (SessionName, job_id, submission_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s})" % $._config),
+            expr: ("(\n  raylens_ray_job_duration_seconds{%(exporter_selector)s} > %(job_running_warning_hours)s * 3600\n  and on (cluster, SessionName, job_id, submission_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (cluster, SessionName, job_id, submission_id)\n  raylens_ray_job_info{%(exporter_selector)s, %(long_running_job_exclude_selector)s}\n)\n* on (cluster, SessionName, job_id, submission_id) group_left (user, project, team)\nmax by (cluster, SessionName, job_id, submission_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s})" % $._config),
             'for': "0m",
             labels: { severity: "warning" },
             annotations: {
@@ -352,7 +352,7 @@
           },
           {
             alert: "RaylensDataPipelineStalled",
-            expr: ("(\n  max by (SessionName, job_id, dataset) (ray_data_dataset_state == 1)\n  and on (SessionName, job_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (SessionName, dataset)\n  (dataset:ray_data_output_rows:rate5m > 0)\n)\n* on (SessionName, job_id) group_left (user, project, team)\nmax by (SessionName, job_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s, job_id!=\"\"})" % $._config),
+            expr: ("(\n  max by (cluster, SessionName, job_id, dataset) (ray_data_dataset_state == 1)\n  and on (cluster, SessionName, job_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (cluster, SessionName, dataset)\n  (dataset:ray_data_output_rows:rate5m > 0)\n)\n* on (cluster, SessionName, job_id) group_left (user, project, team)\nmax by (cluster, SessionName, job_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s, job_id!=\"\"})" % $._config),
             'for': ("%(data_pipeline_stalled_for)s" % $._config),
             labels: { severity: "warning" },
             annotations: {
@@ -363,7 +363,7 @@
           },
           {
             alert: "RaylensTrainRunErrored",
-            expr: ("max by (SessionName, ray_train_run_name, ray_train_run_id) (\n  max_over_time(\n    ray_train_controller_state{ray_train_controller_state=\"ERRORED\"}[%(event_alert_window)s]\n  )\n) == 1" % $._config),
+            expr: ("max by (cluster, SessionName, ray_train_run_name, ray_train_run_id) (\n  max_over_time(\n    ray_train_controller_state{ray_train_controller_state=\"ERRORED\"}[%(event_alert_window)s]\n  )\n) == 1" % $._config),
             'for': "0m",
             labels: { severity: "warning" },
             annotations: {
@@ -434,7 +434,7 @@
           },
           {
             alert: "RaylensNodeDown",
-            expr: ("(max by (SessionName, node_id, ip, NodeAddress) (raylens_ray_node_up{%(exporter_selector)s}) == 0)\nand on (SessionName)\n(\n  sum by (SessionName) (\n    increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}[%(event_alert_window)s]) > 0\n    or\n    (\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}\n      unless\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"} offset %(event_alert_window)s\n    )\n  ) > 0\n)" % $._config),
+            expr: ("(max by (cluster, SessionName, node_id, ip, NodeAddress) (raylens_ray_node_up{%(exporter_selector)s}) == 0)\nand on (cluster, SessionName)\n(\n  sum by (cluster, SessionName) (\n    increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}[%(event_alert_window)s]) > 0\n    or\n    (\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}\n      unless\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"} offset %(event_alert_window)s\n    )\n  ) > 0\n)" % $._config),
             'for': ("%(node_down_for)s" % $._config),
             labels: { severity: "warning" },
             annotations: {
@@ -445,7 +445,7 @@
           },
           {
             alert: "RaylensNodesPreempted",
-            expr: ("sum by (SessionName, node_type, market) (\n  increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}[%(event_alert_window)s]) > 0\n  or\n  (\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}\n    unless\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"} offset %(event_alert_window)s\n  )\n) > 0" % $._config),
+            expr: ("sum by (cluster, SessionName, node_type, market) (\n  increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}[%(event_alert_window)s]) > 0\n  or\n  (\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}\n    unless\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"} offset %(event_alert_window)s\n  )\n) > 0" % $._config),
             'for': "0m",
             labels: { severity: "info" },
             annotations: {
@@ -478,7 +478,7 @@
           },
           {
             alert: "RaylensWorkersOOMKilled",
-            expr: ("sum by (SessionName, NodeAddress) (\n  increase(ray_memory_manager_worker_eviction_total[%(event_alert_window)s]) > 0\n  or\n  (\n    ray_memory_manager_worker_eviction_total\n    unless\n    ray_memory_manager_worker_eviction_total offset %(event_alert_window)s\n  )\n) > 0" % $._config),
+            expr: ("sum by (cluster, SessionName, NodeAddress) (\n  increase(ray_memory_manager_worker_eviction_total[%(event_alert_window)s]) > 0\n  or\n  (\n    ray_memory_manager_worker_eviction_total\n    unless\n    ray_memory_manager_worker_eviction_total offset %(event_alert_window)s\n  )\n) > 0" % $._config),
             'for': "0m",
             labels: { severity: "warning" },
             annotations: {

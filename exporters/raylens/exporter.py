@@ -48,7 +48,8 @@ def build_registry(config: RaylensConfig) -> CollectorRegistry:
     # Our collectors cannot describe themselves without scraping; registering them as "without
     # names" keeps them out of collection at registration and still lets `?name[]=` filter them.
     registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
-    collectors = [ScrapeHealthCollector(build_collectors(config)), BuildInfoCollector(), ProcessCollector(registry=None)]
+    collectors = [ScrapeHealthCollector(build_collectors(config)), BuildInfoCollector()]
+    collectors.append(ProcessCollector(registry=None))
     # Every series, ours and the process ones, carries `cluster`: added here once, never per collector.
     registry.register(ClusterLabelCollector(collectors, cluster_name(config)))
     return registry

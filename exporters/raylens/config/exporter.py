@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -19,7 +17,6 @@ from raylens.config.base import (
     _Section,
     parse_listen_address,
 )
-
 
 ExporterRole = Literal["node", "cluster", "all"]
 # What each role runs: per node, what the machine itself tells (no Ray API calls); per cluster, what
