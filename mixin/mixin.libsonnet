@@ -45,7 +45,11 @@
     serve_availability_slo_percent: "99.9",
     serve_latency_slo_percent: "99",
     serve_latency_threshold_ms: 1000,
+    serve_probe_down_for: "2m",
+    serve_probe_selector: "job=\"serve-probe\"",
     serve_slo_selector: "application!=\"\"",
+    serve_uptime_for: "1h",
+    serve_uptime_slo_percent: "99.5",
   },
 
   prometheusAlerts+:: {
@@ -489,6 +493,33 @@
           },
         ],
       },
+      {
+        name: "raylens-uptime",
+        rules: [
+          {
+            alert: "RaylensServeEndpointDown",
+            expr: ("probe_success{%(serve_probe_selector)s} == 0" % $._config),
+            'for': ("%(serve_probe_down_for)s" % $._config),
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A Ray Serve route does not answer.",
+              description: ("{{ $labels.instance }} (application {{ $labels.application }}{{ with $labels.cluster }}, cluster {{ . }}{{ end }}) has failed every probe for %(serve_probe_down_for)s: no 2xx answer within the timeout. Users of the route get errors or nothing." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensServeEndpointDown.md",
+            },
+          },
+          {
+            alert: "RaylensServeUptimeBelowSLO",
+            expr: ("instance:probe_success:avg_over_time30d{%(serve_probe_selector)s} < %(serve_uptime_slo_percent)s / 100\nand\ninstance:probe_success:avg_over_time1d{%(serve_probe_selector)s} < %(serve_uptime_slo_percent)s / 100" % $._config),
+            'for': ("%(serve_uptime_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray Serve route is below its uptime SLO.",
+              description: ("{{ $labels.instance }} (application {{ $labels.application }}{{ with $labels.cluster }}, cluster {{ . }}{{ end }}) answered {{ $value | humanizePercentage }} of its probes over 30 days, below its %(serve_uptime_slo_percent)s%% SLO, and the last day was below it too: the budget is still being spent." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensServeUptimeBelowSLO.md",
+            },
+          },
+        ],
+      },
     ],
   },
 
@@ -500,6 +531,7 @@
       std.parseYaml(importstr "../recording-rules/node.yml").groups,
       std.parseYaml(importstr "../recording-rules/ray.yml").groups,
       std.parseYaml(importstr "../recording-rules/serve.yml").groups,
+      std.parseYaml(importstr "../recording-rules/uptime.yml").groups,
     ]),
   },
 }

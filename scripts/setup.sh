@@ -10,6 +10,8 @@ command -v prometheus >/dev/null || need_packages+=(prometheus)
 command -v promtool >/dev/null || need_packages+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || need_packages+=(prometheus-alertmanager)
 command -v amtool >/dev/null || need_packages+=(prometheus-alertmanager)
+# Probes Serve routes from outside for uptime (Prometheus' serve-probe job, provisioning/blackbox/).
+command -v prometheus-blackbox-exporter >/dev/null || need_packages+=(prometheus-blackbox-exporter)
 command -v openssl >/dev/null || need_packages+=(openssl)
 if [ "${1:-}" = "--test" ]; then
   command -v prometheus-node-exporter >/dev/null || need_packages+=(prometheus-node-exporter)

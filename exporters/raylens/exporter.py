@@ -16,6 +16,7 @@ from raylens import __version__
 from raylens.cluster import ClusterLabelCollector, ClusterName
 from raylens.collectors import ScrapeHealthCollector, build_collectors
 from raylens.config import RaylensConfig, parse_listen_address
+from raylens.ray.endpoints import ClusterEndpoints
 from raylens.ray.state import shared_refresher
 from raylens.web.server import make_app, make_http_server
 from raylens.web.webconfig import WebConfig, load_web_config
@@ -44,6 +45,13 @@ def cluster_name(config: RaylensConfig) -> ClusterName:
     return ClusterName(config.cluster.name, config.ray.temp_dir, session=session)
 
 
+def cluster_endpoints(config: RaylensConfig) -> ClusterEndpoints | None:
+    """http_sd and cluster health, on exporters that read Ray anyway (the cluster role)."""
+    if not {"ray", "cost"} & set(config.exporter.collectors):
+        return None
+    return ClusterEndpoints(shared_refresher(config.ray), cluster_name(config), config.ray.max_state_age_seconds)
+
+
 def build_registry(config: RaylensConfig) -> CollectorRegistry:
     # Our collectors cannot describe themselves without scraping; registering them as "without
     # names" keeps them out of collection at registration and still lets `?name[]=` filter them.
@@ -64,7 +72,9 @@ def run_exporter(config: RaylensConfig, web_config: WebConfig, stop: threading.E
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). Config must already be validated."""
     host, port = parse_listen_address(config.exporter.listen_address)
     registry = build_registry(config)
-    app = make_app(registry, web_config, list(config.exporter.collectors))
+    endpoints = cluster_endpoints(config)
+    routes = endpoints.routes() if endpoints is not None else None
+    app = make_app(registry, web_config, list(config.exporter.collectors), routes)
     server = make_http_server(host, port, app, web_config)
     stop = stop or threading.Event()
 
