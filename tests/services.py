@@ -44,9 +44,11 @@ class RunningExporter:
 
 
 @contextmanager
-def running_exporter(tmp_path: Path, *args: str, ready: bool = True) -> Iterator[RunningExporter]:
-    """Start ``python -m raylens exporter`` on a free loopback port with extra ``args``."""
-    address = f"127.0.0.1:{free_port()}"
+def running_exporter(
+    tmp_path: Path, *args: str, ready: bool = True, address: str | None = None
+) -> Iterator[RunningExporter]:
+    """Start ``python -m raylens exporter`` on ``address`` (default: a free loopback port) with extra ``args``."""
+    address = address or f"127.0.0.1:{free_port()}"
     argv = [sys.executable, "-m", "raylens", "exporter", f"--web.listen-address={address}", *args]
     process = ManagedProcess(
         "exporter",

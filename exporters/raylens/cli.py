@@ -129,8 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_commands(commands)
 
     from raylens.cost.explain import add_cost_commands
+    from raylens.kubernetes import add_kubernetes_commands
 
     add_cost_commands(commands)
+    add_kubernetes_commands(commands)
     return parser
 
 

@@ -28,6 +28,20 @@ ROLE_COLLECTORS: dict[str, tuple[CollectorName, ...]] = {
 }
 
 
+# Where the NVIDIA driver (or the container toolkit, for a container given GPUs) exposes its control
+# device. Without it NVML has nothing to read, and a gpu collector would only report failures.
+NVIDIA_CONTROL_DEVICE = Path("/dev/nvidiactl")
+
+
+def role_default_collectors(role: str) -> tuple[CollectorName, ...]:
+    """The role's collectors, without gpu where this machine shows no NVIDIA device (a CPU node, or a
+    sidecar that was given no GPU); ``--collectors=node,gpu`` still asks for it explicitly."""
+    collectors = ROLE_COLLECTORS[role]
+    if "gpu" in collectors and not NVIDIA_CONTROL_DEVICE.exists():
+        collectors = tuple(name for name in collectors if name != "gpu")
+    return collectors
+
+
 class ExporterConfig(_Section):
     listen_address: str = Field(
         DEFAULT_LISTEN_ADDRESS,
@@ -42,7 +56,8 @@ class ExporterConfig(_Section):
         None,
         description="`node`: one exporter per node, collectors node and gpu, no Ray API calls; `cluster`: one per "
         "cluster (head or one replica), collectors ray and cost; `all`: both in one process (a single-node "
-        "cluster). Explicit `collectors` must belong to the role. Unset: `collectors` alone decides.",
+        "cluster). gpu runs only where /dev/nvidiactl exists unless `collectors` names it. Explicit `collectors` "
+        "must belong to the role. Unset: `collectors` alone decides.",
     )
     collectors: tuple[CollectorName, ...] = Field(
         ("node",),
@@ -54,7 +69,7 @@ class ExporterConfig(_Section):
     @classmethod
     def _role_collectors(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("role") in ROLE_COLLECTORS and data.get("collectors") is None:
-            return {**data, "collectors": list(ROLE_COLLECTORS[data["role"]])}
+            return {**data, "collectors": list(role_default_collectors(data["role"]))}
         return data
 
     @field_validator("collectors")

@@ -21,6 +21,8 @@ from raylens.ray.discovery import (
     SERVE_TARGETS_FILE,
     ServeTargets,
     exporter_target_groups,
+    node_exporter_port,
+    on_loopback,
     ray_service_endpoints,
     ray_target_groups,
     write_targets,
@@ -39,6 +41,8 @@ class Discovery:
     cluster_exporter: str | None = None
     serve_base_url: str | None = None
     serve: ServeTargets = field(default_factory=ServeTargets)
+    loopback: bool = False
+    per_cluster_files: bool = False
 
 
 def discover_once(config: RaylensConfig, discovery: Discovery) -> list[Path]:
@@ -64,12 +68,19 @@ def discover_once(config: RaylensConfig, discovery: Discovery) -> list[Path]:
         log.warning("no autoscaler/dashboard metrics endpoints", extra={"error": f"{type(error).__name__}: {error}"})
         extra = []
     files = {RAY_TARGETS_FILE: ray_target_groups(snapshot, extra, cluster)}
-    if discovery.exporter_port or discovery.cluster_exporter:
+    labelled = any(node_exporter_port(node.labels) for node in snapshot.alive_nodes)
+    if discovery.exporter_port or discovery.cluster_exporter or labelled:
         files[EXPORTER_TARGETS_FILE] = exporter_target_groups(
             snapshot, discovery.exporter_port, cluster, discovery.cluster_exporter
         )
     if ray_config.serve_routes:
         files[SERVE_TARGETS_FILE] = discovery.serve.groups(snapshot, cluster, discovery.serve_base_url)
+    if discovery.loopback:
+        ips = {node.ip for node in snapshot.nodes}
+        files = {name: on_loopback(groups, ips) for name, groups in files.items()}
+    if discovery.per_cluster_files and cluster:
+        # ray-<cluster>.json and so on: one folder (and one Prometheus job each) serves many clusters.
+        files = {name.replace(".json", f"-{cluster}.json"): groups for name, groups in files.items()}
     return [output_dir / name for name, groups in files.items() if write_targets(output_dir / name, groups)]
 
 
@@ -88,6 +99,8 @@ def cmd_sd(args: argparse.Namespace) -> int:
         args.cluster_exporter,
         args.serve_base_url,
         ServeTargets(grace_seconds=args.serve_grace),
+        args.loopback,
+        args.per_cluster_files,
     )
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -143,6 +156,14 @@ def add_ray_commands(commands: argparse._SubParsersAction) -> None:
         help="seconds a vanished Serve route stays probed (default: %(default)s)",
     )
     sd.add_argument("--interval", type=float, default=30.0, help="seconds between lookups (default: %(default)s)")
+    sd.add_argument(
+        "--per-cluster-files",
+        action="store_true",
+        help="name files ray-<cluster>.json, raylens-<cluster>.json, serve-<cluster>.json (many clusters, one folder)",
+    )
+    sd.add_argument(
+        "--loopback", action="store_true", help="every node runs on this machine: target 127.0.0.1 (tests, demos)"
+    )
     sd.add_argument("--once", action="store_true", help="write once and exit (non-zero when Ray is unreachable)")
     sd.add_argument("--log.level", dest="log_level", help="debug, info, warning or error")
     sd.add_argument("--log.format", dest="log_format", help="json (default) or text")

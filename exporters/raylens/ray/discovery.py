@@ -24,7 +24,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,16 @@ EXPORTER_TARGETS_FILE = "raylens.json"
 SERVE_TARGETS_FILE = "serve.json"
 
 TargetGroup = dict[str, Any]
+
+
+# A node that runs its per-node exporter on a port of its own says so with this Ray node label
+# (`ray start --labels=raylens.io/exporter-port=9971`); others use the common --exporter-port.
+EXPORTER_PORT_LABEL = "raylens.io/exporter-port"
+
+
+def node_exporter_port(labels: Mapping[str, str]) -> int | None:
+    text = labels.get(EXPORTER_PORT_LABEL, "")
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def _labels(cluster: str, **labels: str) -> dict[str, str]:
@@ -69,10 +79,13 @@ def exporter_target_groups(
     """The per-node raylens exporter on every alive node, at the same port everywhere, and the
     cluster-role exporter when its address is given."""
     groups = []
-    if exporter_port:
-        addresses = sorted({f"{node.ip}:{exporter_port}" for node in snapshot.alive_nodes})
-        if addresses:
-            groups.append({"targets": addresses, "labels": _labels(cluster, raylens_role="node")})
+    addresses = set()
+    for node in snapshot.alive_nodes:
+        port = node_exporter_port(node.labels) or exporter_port
+        if port:
+            addresses.add(f"{node.ip}:{port}")
+    if addresses:
+        groups.append({"targets": sorted(addresses), "labels": _labels(cluster, raylens_role="node")})
     if cluster_exporter:
         groups.append({"targets": [cluster_exporter], "labels": _labels(cluster, raylens_role="cluster")})
     return groups
@@ -149,6 +162,21 @@ def ray_service_endpoints(dashboard_url: str, node_targets: set[str], timeout: f
     # Ray lists the autoscaler's address before the dashboard's (metrics_agent.py).
     names = ["autoscaler", "dashboard"]
     return [(names[index] if index < len(names) else "ray", address) for index, address in enumerate(extra)]
+
+
+def on_loopback(groups: list[TargetGroup], node_ips: set[str]) -> list[TargetGroup]:
+    """``groups`` with every node address replaced by 127.0.0.1, for clusters whose nodes all run on
+    this machine (tests, `raylens up`): Ray advertises the host's interface address, and a sandbox
+    may not route it."""
+
+    def local(target: str) -> str:
+        for ip in node_ips:
+            for prefix in (f"{ip}:", f"http://{ip}:", f"https://{ip}:"):
+                if target.startswith(prefix):
+                    return target.replace(ip, "127.0.0.1", 1)
+        return target
+
+    return [{**group, "targets": [local(target) for target in group["targets"]]} for group in groups]
 
 
 def write_targets(path: Path, groups: list[TargetGroup]) -> bool:
