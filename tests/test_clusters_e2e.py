@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -237,9 +238,11 @@ def test_serve_route_probed_uptime_and_down_alert(stack: Stack) -> None:
     stack.exits.append(app)
     probe = f'probe_success{{job="serve-probe",cluster="{CLUSTER}",application="classifier"}}'
     stack.prometheus.wait_for(f"{probe} == 1", timeout=240)
-    [uptime] = stack.prometheus.wait_for('instance:probe_success:avg_over_time30d{application="classifier"}')
+    # The uptime rule answers: the share of probes that succeeded (the first ones, before the app
+    # was deployed, failed).
+    [uptime] = stack.prometheus.wait_for('instance:probe_success:avg_over_time30d{application="classifier"} > 0')
     assert uptime["metric"]["instance"] == f"http://127.0.0.1:{stack.serve_port}/classify"
-    assert 0.5 < float(uptime["value"][1]) <= 1
+    assert uptime["metric"]["cluster"] == CLUSTER and 0 < float(uptime["value"][1]) <= 1
 
     # http_sd and the health summary answer from the exporter's snapshot, like the files.
     base = stack.cluster_exporter.url
@@ -252,6 +255,20 @@ def test_serve_route_probed_uptime_and_down_alert(stack: Stack) -> None:
     health = requests.get(f"{base}/health/cluster", timeout=5)
     assert health.status_code == 200, health.text
     assert health.json()["ray"]["serve_applications"] == {"classifier": "RUNNING"}
+    # `raylens status --json` on a stack that names this exporter and Prometheus.
+    state = stack.tmp / "status-state"
+    state.mkdir(exist_ok=True)
+    components = [{"name": "exporter", "pid": stack.cluster_exporter.process.pid, "command": "raylens"}]
+    urls = {"prometheus": stack.prometheus.url, "exporter": f"{base}/metrics"}
+    (state / "stack.json").write_text(json.dumps({"components": components, "urls": urls}))
+    status = subprocess.run(
+        [sys.executable, "-m", "raylens", "status", "--json", f"--state-dir={state}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    report = json.loads(status.stdout)
+    assert report["cluster"]["cluster"] == CLUSTER and report["cluster"]["ray"]["nodes"]["alive"] == 3
+    assert {target["job"] for target in report["targets"]} >= {"raylens", "ray", "serve-probe"}
+    assert status.returncode == (0 if report["healthy"] else 1)
 
     # Kill the app (Serve's REST API shuts Serve down): the probe fails and the alert fires.
     app.stop()

@@ -23,6 +23,7 @@ the alert definitions and Grafana's ``$var``/``${var}``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from raylens.cluster import CLUSTER_LABEL
@@ -87,8 +88,11 @@ def with_cluster(
     group_by: bool = True,
     group_on: bool = True,
     bare_aggregations: bool = True,
+    selects: Callable[[str], bool] | None = None,
 ) -> str:
-    """``expr`` rewritten to keep ``label`` (see the module docstring); idempotent."""
+    """``expr`` rewritten to keep ``label`` (see the module docstring); idempotent. ``selects``, when
+    given, limits ``matcher`` to selectors of the metric names it accepts (bare ``{...}`` selectors,
+    which name no metric, are then left alone)."""
     tokens = tokenize(expr)
     significant = [index for index, token in enumerate(tokens) if token.kind not in ("space", "comment")]
     position = {token_index: order for order, token_index in enumerate(significant)}
@@ -143,7 +147,7 @@ def with_cluster(
             skip_until = closing(index)  # range or subquery: durations and variables only
             continue
         if token.kind == "punctuation" and token.text == "{":
-            if matcher is not None:
+            if matcher is not None and selects is None:
                 add_matcher(index, index)
             skip_until = closing(index)
             continue
@@ -173,7 +177,7 @@ def with_cluster(
         if text(next_index) == "(" or lowered in _KEYWORDS:
             continue  # a function call or a keyword
         # A vector selector: a metric or recording-rule name, maybe with matchers.
-        if matcher is not None:
+        if matcher is not None and (selects is None or selects(word)):
             brace = next_index if text(next_index) == "{" else None
             add_matcher(brace, index)
         if text(next_index) == "{":
