@@ -301,3 +301,20 @@ def test_tenant_folders_and_team_copies(tmp_path: Path) -> None:
             if TEAM_LABELLED.match(word):
                 assert tokens[index + 1] == "{" and tokens[index + 2] == "team", expr
     assert invariant_problems(team) == []
+
+
+def test_the_http_sd_config_in_the_deploy_docs_is_valid_prometheus_config(tmp_path: Path) -> None:
+    import re
+    import subprocess
+
+    from raylens.stack.tools import find_tool
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    [block] = re.findall(r"```yaml\n(# prometheus.yml: http_sd.*?)```", text, re.S)
+    (tmp_path / "prometheus.yml").write_text(block)
+    promtool = find_tool("promtool")
+    assert promtool
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
