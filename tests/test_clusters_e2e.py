@@ -14,6 +14,7 @@ the blackbox exporter probing Serve routes; a real Prometheus with the bundle's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -34,7 +35,7 @@ from raylens.dashboards.build import iter_panels
 from raylens.dashboards.validate import all_values, substitute
 from raylens.ray.discovery import EXPORTER_PORT_LABEL
 from raylens.stack.ports import free_port
-from raylens.stack.processes import ManagedProcess
+from raylens.stack.processes import ManagedProcess, StartError
 from services import REPO, RunningExporter, RunningPrometheus, running_blackbox, running_exporter, running_prometheus
 
 pytestmark = pytest.mark.slow
@@ -128,12 +129,30 @@ def _stop_worker(node: Node) -> None:
         node.process = None
 
 
+@contextlib.contextmanager
+def _ray_head(tmp: Path, labels: dict[str, str], attempts: int = 2) -> Iterator[RayHead]:
+    """A head, started again if Ray's fixed 30 s registration wait ran out on a loaded machine."""
+    for attempt in range(attempts):
+        try:
+            manager = running_ray_head(tmp / f"head-{attempt}", num_cpus=1, labels=labels)
+            head = manager.__enter__()
+        except StartError:
+            if attempt == attempts - 1:
+                raise
+            continue
+        try:
+            yield head
+        finally:
+            manager.__exit__(None, None, None)
+        return
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("clusters")
     head_node = Node(free_port())
     labels = {**NODE_LABELS, EXPORTER_PORT_LABEL: str(head_node.exporter_port)}
-    with running_ray_head(tmp, num_cpus=1, labels=labels) as head, running_blackbox(tmp) as blackbox:
+    with _ray_head(tmp, labels) as head, running_blackbox(tmp) as blackbox:
         config = tmp / "cluster.yaml"
         config.write_text(
             yaml.safe_dump(
