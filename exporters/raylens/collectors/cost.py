@@ -41,7 +41,7 @@ from raylens.cost.engine import KIND_NAMES, CostEngine, Report
 from raylens.cost.model import Observation
 from raylens.cost.periods import period_end
 from raylens.cost.quotas import Quotas, evaluate_quotas
-from raylens.cost.ray_source import IncompleteSnapshot, observation_from_snapshot
+from raylens.cost.ray_source import REQUIRED_SOURCES, IncompleteSnapshot, observation_from_snapshot
 from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, write_json_atomically
 from raylens.ray.snapshot import ClusterSnapshot
 
@@ -158,6 +158,9 @@ class CostCollector(Collector):
 
     def account_snapshot(self, snapshot: ClusterSnapshot) -> None:
         """The refresher's subscriber: a new Ray snapshot in, spend accounted (never raises)."""
+        as_of, accounted = snapshot.as_of(REQUIRED_SOURCES), self._engine.state.time
+        if as_of is not None and accounted is not None and as_of <= accounted and self._report is not None:
+            return  # only a source the engine does not need answered: nothing new to account
         try:
             self.account(observation_from_snapshot(snapshot))
         except IncompleteSnapshot as error:
