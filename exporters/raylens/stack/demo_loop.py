@@ -7,9 +7,11 @@ third cycle a job that fails on purpose (carol, search). So whenever someone ope
 the last few minutes hold Serve latency and errors, Data and Train runs, spend by project and user,
 a spill and, now and then, a failure.
 
-Its state is written atomically to ``<state dir>/demo.json`` for ``raylens status``: the cycle, when
-the next one starts, and each job of the current cycle with its status. It runs as a thread of the
-`raylens up` process, so Ctrl-C and `raylens down` stop it with the stack; the jobs end with the head.
+A cycle starts only once the previous cycle's jobs have ended, so on a slow machine cycles stretch
+instead of piling up. The state is written atomically to ``<state dir>/demo.json`` for ``raylens
+status``: the cycle, when the next one starts, each job of the current cycle with its status, and
+the last few cycles' outcomes. It runs as a thread of the `raylens up` process, so Ctrl-C and
+`raylens down` stop it with the stack; the jobs end with the head.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ DEFAULT_CYCLE_SECONDS = 240.0
 DATA_SECONDS = 60
 TRAIN_EPOCHS, TRAIN_EPOCH_SECONDS = 15, 3.0
 FAILING_EVERY = 3
+HISTORY_CYCLES = 5
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 
 
 @dataclass
@@ -98,8 +102,10 @@ class DemoLoop:
         self._run_id = time.strftime("%Y%m%d-%H%M%S")
         self.serve: DemoRun | None = None
         self.cycle = 0
+        self.cycle_started_at = 0.0
         self.runs: list[DemoRun] = []
         self.next_cycle_at = 0.0
+        self.history: list[dict] = []  # finished cycles, newest last
 
     def start(self) -> list[str]:
         """Submit the Serve app and the first cycle now; later cycles from a background thread."""
@@ -125,7 +131,8 @@ class DemoLoop:
         while not self._stop.wait(min(10.0, max(0.0, self.next_cycle_at - time.time()))):
             try:
                 self._refresh_statuses()
-                if time.time() >= self.next_cycle_at and (self._ends_at is None or time.time() < self._ends_at):
+                due = time.time() >= self.next_cycle_at and (self._ends_at is None or time.time() < self._ends_at)
+                if due and all(run.status in TERMINAL_STATUSES for run in self.runs):
                     self._next_cycle()
                 self._write_state()
             except Exception as error:  # the head may be busy or restarting: try again next tick
@@ -133,7 +140,8 @@ class DemoLoop:
 
     def _next_cycle(self) -> None:
         self.cycle += 1
-        self.next_cycle_at = time.time() + self._cycle_seconds
+        self.cycle_started_at = time.time()
+        self.next_cycle_at = self.cycle_started_at + self._cycle_seconds
         self.runs = [
             self._submit(kind, entrypoint, metadata, f"demo-{kind}-{self._run_id}-c{self.cycle}")
             for kind, entrypoint, metadata in cycle_jobs(self.cycle, self._run_id)
@@ -146,16 +154,23 @@ class DemoLoop:
 
     def _refresh_statuses(self) -> None:
         for run in [*self.runs, *([self.serve] if self.serve else [])]:
-            run.status = str(self._client.get_job_status(run.submission_id).value)
+            if run.status not in TERMINAL_STATUSES:
+                run.status = str(self._client.get_job_status(run.submission_id).value)
+        recorded = self.history and self.history[-1]["cycle"] == self.cycle
+        if self.runs and not recorded and all(run.status in TERMINAL_STATUSES for run in self.runs):
+            finished = {"cycle": self.cycle, "started_at": self.cycle_started_at, "ended_at": time.time()}
+            self.history = [*self.history, {**finished, "runs": [asdict(run) for run in self.runs]}][-HISTORY_CYCLES:]
 
     def _write_state(self) -> None:
         state = {
             "cycle": self.cycle,
+            "cycle_started_at": self.cycle_started_at,
             "cycle_seconds": self._cycle_seconds,
             "next_cycle_at": self.next_cycle_at,
             "ends_at": self._ends_at,
             "serve": asdict(self.serve) if self.serve else None,
             "runs": [asdict(run) for run in self.runs],
+            "history": self.history,
             "updated_at": time.time(),
         }
         temporary = self._state_file.with_suffix(".json.tmp")
