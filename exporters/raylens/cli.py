@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     from raylens.cost.explain import add_cost_commands
 
     add_cost_commands(commands)
+
+    from raylens.ray.logs.cli import add_logs_commands
+
+    add_logs_commands(commands)
     return parser
 
 
