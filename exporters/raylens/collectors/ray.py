@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from raylens.collectors.base import Collector, Section
 from raylens.config import RayConfig
 from raylens.ray.address import RayUnavailable
+from raylens.ray.event_log import EventRecorder, event_counter_family
 from raylens.ray.lifecycle import LifecycleCounters, label_values
 from raylens.ray.snapshot import ClusterSnapshot, JobSnapshot, NodeSnapshot
 from raylens.ray.state import ALL_SOURCES, RayStateSource
@@ -89,18 +90,20 @@ class RayCollector(Collector):
         config: RayConfig,
         source: RayStateSource | None = None,
         clock: Callable[[], float] = time.time,
+        events: EventRecorder | None = None,
     ):
         self._config = config
         self._source = source or RayStateSource(config)
         self._clock = clock
         self._lifecycle = LifecycleCounters()
+        self._events = events
 
     @property
     def source(self) -> RayStateSource:
         return self._source
 
     def sections(self) -> Mapping[str, Section]:
-        scrape = _Scrape(self._source, self._lifecycle)
+        scrape = _Scrape(self._source, self._lifecycle, self._events)
 
         def data(builder: Callable[[ClusterSnapshot], Iterator[Metric]], *sources: str, quiet: bool = False) -> Section:
             """A section fed by ``sources``; fails when one of them failed this round, or stays
@@ -132,6 +135,7 @@ class RayCollector(Collector):
             "tasks": data(self._tasks, "tasks"),
             "allocation": data(self._allocation, "jobs", "actors", "tasks", quiet=True),
             "lifecycle": lambda: self._lifecycle_counters(scrape),
+            "events": lambda: self._event_counters(scrape),
         }
 
     # --- sections ------------------------------------------------------------------------------
@@ -427,6 +431,13 @@ class RayCollector(Collector):
                 family.add_metric(values, count)
             yield family
 
+    def _event_counters(self, scrape: _Scrape) -> Iterator[Metric]:
+        if self._events is None:
+            return
+        with contextlib.suppress(_NoSnapshot):
+            scrape.snapshot()  # feeds the recorder once per round
+        yield event_counter_family(self._events.counts())
+
     # --- helpers -------------------------------------------------------------------------------
 
     def _visible_nodes(self, snapshot: ClusterSnapshot) -> Iterator[NodeSnapshot]:
@@ -451,9 +462,10 @@ class RayCollector(Collector):
 class _Scrape:
     """One scrape's view: fetches (or reuses) the snapshot once, feeds the counters once."""
 
-    def __init__(self, source: RayStateSource, lifecycle: LifecycleCounters):
+    def __init__(self, source: RayStateSource, lifecycle: LifecycleCounters, events: EventRecorder | None = None):
         self._source = source
         self._lifecycle = lifecycle
+        self._events = events
         self._snapshot: ClusterSnapshot | None = None
         self.error: Exception | None = None
         self._done = False
@@ -464,6 +476,8 @@ class _Scrape:
             try:
                 self._snapshot = self._source.snapshot()
                 self._lifecycle.observe(self._snapshot)
+                if self._events is not None:
+                    self._events.observe(self._snapshot)  # never raises
             except Exception as error:  # reported by the state section
                 self.error = error
         if self._snapshot is None:
