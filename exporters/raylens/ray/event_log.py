@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -47,6 +47,7 @@ log = logging.getLogger("raylens.events")
 
 STATE_VERSION = 1
 MAX_REMEMBERED_EVENT_IDS = 10_000
+TAIL_BYTES_READ_AT_START = 1 << 20
 PRUNE_EVERY_SECONDS = 3600.0
 ServeFetcher = Callable[[str, float], ServeSnapshot]
 
@@ -78,17 +79,28 @@ def _frozen(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
+def _plain(value: Any) -> Any:
+    """A snapshot record as JSON-ready values (``asdict`` cannot copy read-only mappings)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {item.name: _plain(getattr(value, item.name)) for item in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def snapshot_state(snapshot: ClusterSnapshot) -> dict[str, Any]:
     """The part of a snapshot events are derived from, as JSON."""
-    nodes = [{**asdict(replace(node, object_store=None))} for node in snapshot.nodes]
+    nodes = [_plain(replace(node, object_store=None)) for node in snapshot.nodes]
     return {
         "taken_at": snapshot.taken_at,
         "session_name": snapshot.session_name,
         "ray_version": snapshot.ray_version,
         "dashboard_url": snapshot.dashboard_url,
         "nodes": nodes,
-        "jobs": [asdict(job) for job in snapshot.jobs],
-        "sources": {name: asdict(status) for name, status in snapshot.sources.items() if name in ("nodes", "jobs")},
+        "jobs": [_plain(job) for job in snapshot.jobs],
+        "sources": {name: _plain(status) for name, status in snapshot.sources.items() if name in ("nodes", "jobs")},
     }
 
 
@@ -115,10 +127,7 @@ def snapshot_from_state(state: Mapping[str, Any]) -> ClusterSnapshot:
 
 
 def serve_state(snapshot: ServeSnapshot) -> dict[str, Any]:
-    return {
-        name: {**asdict(app), "deployments": {d: asdict(s) for d, s in app.deployments.items()}}
-        for name, app in snapshot.applications.items()
-    }
+    return _plain(snapshot.applications)
 
 
 def serve_from_state(state: Mapping[str, Any]) -> ServeSnapshot:
@@ -163,6 +172,7 @@ class EventRecorder:
     # --- state file ------------------------------------------------------------------------------
 
     def _load(self) -> None:
+        self._emitted = OrderedDict.fromkeys(_recent_ids(self.path))
         try:
             state = json.loads(self._state_path.read_text())
         except FileNotFoundError:
@@ -177,7 +187,7 @@ class EventRecorder:
                 self._previous = snapshot_from_state(state["previous"])
             if state.get("serve") is not None:
                 self._serve = serve_from_state(state["serve"])
-            self._emitted = OrderedDict.fromkeys(state.get("emitted", []))
+            self._emitted = OrderedDict.fromkeys([*state.get("emitted", []), *self._emitted])
         except (TypeError, ValueError, KeyError) as error:
             log.warning("events state has an unexpected shape; starting fresh", extra={"error": str(error)})
             self._previous, self._serve, self._emitted = None, None, OrderedDict()
@@ -245,6 +255,24 @@ class EventRecorder:
     def counts(self) -> dict[tuple[str, str, str], float]:
         with self._lock:
             return dict(self._counts)
+
+
+def _recent_ids(path: Path, tail_bytes: int = TAIL_BYTES_READ_AT_START) -> list[str]:
+    """Ids of the events at the end of the log: written just before a crash that came before the
+    state file was saved, they must not be written again."""
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - tail_bytes))
+            tail = file.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    ids = []
+    for line in tail[1:] if len(tail) > 1 else tail:  # the first may be cut in half
+        try:
+            ids.append(str(json.loads(line)["id"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return ids
 
 
 def _carry_forward(previous: ClusterSnapshot | None, current: ClusterSnapshot) -> ClusterSnapshot:
