@@ -269,7 +269,13 @@ def test_datasources_have_the_uids_dashboards_default_to(built) -> None:
     provisioning = yaml.safe_load((REPO / "provisioning/grafana/datasources/datasources.yml").read_text())
     assert provisioning["apiVersion"] == 1
     uids = {source["type"]: source["uid"] for source in provisioning["datasources"]}
-    assert uids == {"prometheus": "raylens-prometheus", "alertmanager": "raylens-alertmanager"}
+    assert uids == {
+        "prometheus": "raylens-prometheus",
+        "alertmanager": "raylens-alertmanager",
+        "loki": "raylens-loki",
+        "tempo": "raylens-tempo",
+        "jaeger": "raylens-jaeger",
+    }
     assert all(source["editable"] is False for source in provisioning["datasources"])
     scrape = yaml.safe_load((REPO / "provisioning/prometheus/prometheus.yml").read_text())["global"]["scrape_interval"]
     prometheus = next(source for source in provisioning["datasources"] if source["type"] == "prometheus")
@@ -299,7 +305,7 @@ def test_docker_compose_config_is_valid() -> None:
 def test_compose_pins_images_mounts_what_exists_and_checks_health() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"prometheus", "alertmanager", "grafana", "raylens-exporter"}
+    assert set(services) == {"prometheus", "alertmanager", "grafana", "raylens-exporter", "loki", "alloy"}
     for name, service in services.items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image ({image})"
