@@ -218,3 +218,21 @@ def test_every_shipping_file_is_referenced_from_the_docs() -> None:
         REPO / "examples/log-shipping/fluent-bit.yaml",
     ):
         assert str(Path(path).relative_to(REPO)) in docs, path
+
+
+def test_dashboard_log_queries_use_labels_alloy_sets(alloy) -> None:
+    from raylens.dashboards.build import build_dashboards
+    from raylens.dashboards.validate import iter_log_queries
+
+    labels = {"service_name"}
+    for block in alloy:
+        for rule in block.children("rule"):
+            labels.add(rule.attributes["target_label"])
+        for stage in block.children("stage.labels"):
+            labels |= set(stage.attributes["values"])
+    queries = [query for built in build_dashboards(REPO) for query in iter_log_queries(built.json)]
+    assert queries, "no dashboard reads Loki"
+    for query in queries:
+        for selector in re.findall(r"\{([^{}]*)\}", query.expr):
+            used = set(re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)", selector))
+            assert used <= labels, f"{query.where}: {sorted(used - labels)} not set by config.alloy"

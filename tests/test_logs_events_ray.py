@@ -228,7 +228,7 @@ def test_events_for_jobs_and_a_killed_node_once_across_restarts(cluster) -> None
     for _ in range(3):
         samples = collect(restarted)
     assert lines() == before
-    assert all(value == 0 for value in samples.values()) or samples == {}
+    assert all(value == 0 for value in samples.values())  # counters restart; nothing new was counted
 
     # The Serve status source answers on a cluster without Serve: no applications.
     assert dict(fetch_serve_status(head.dashboard_url, 10).applications) == {}

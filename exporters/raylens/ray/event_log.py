@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from raylens.config.events import EventsConfig
 from raylens.jsonl import append_lines, prune_older_than, rfc3339, write_json_atomically
-from raylens.ray.events import Event, derive_events, derive_serve_events
+from raylens.ray.events import KNOWN_CAUSES, Event, derive_events, derive_serve_events
 from raylens.ray.serve_status import (
     ApplicationStatus,
     DeploymentStatus,
@@ -163,6 +163,7 @@ class EventRecorder:
         self._serve: ServeSnapshot | None = None
         self._emitted: OrderedDict[str, None] = OrderedDict()
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._sessions: set[str] = set()
         self._last_taken_at: float | None = None
         self._saved_text = ""
         self._next_prune = 0.0
@@ -236,6 +237,9 @@ class EventRecorder:
             self._counts[(event.session, event.kind, event.cause_label)] += 1
         while len(self._emitted) > MAX_REMEMBERED_EVENT_IDS:
             self._emitted.popitem(last=False)
+        if snapshot.session_name:
+            self._sessions = {snapshot.session_name} | ({self._previous.session_name} if self._previous else set())
+            self._sessions.discard("")
         self._previous = _carry_forward(self._previous, snapshot)
         self._serve = serve
         self._last_taken_at = snapshot.taken_at
@@ -253,8 +257,16 @@ class EventRecorder:
             log.info("pruned old events", extra={"path": str(self.path), "dropped": dropped})
 
     def counts(self) -> dict[tuple[str, str, str], float]:
+        """Events counted per (session, kind, cause); every known cause of the current session
+        starts at 0, so a first event is an increase PromQL sees."""
         with self._lock:
-            return dict(self._counts)
+            zeros = {
+                (session, kind, cause): 0.0
+                for session in self._sessions
+                for kind, causes in KNOWN_CAUSES.items()
+                for cause in causes
+            }
+            return zeros | dict(self._counts)
 
 
 def _recent_ids(path: Path, tail_bytes: int = TAIL_BYTES_READ_AT_START) -> list[str]:

@@ -53,6 +53,30 @@ EVENT_KINDS = (
     "serve_application_status",
     "serve_deployment_status",
 )
+# Causes each kind is known to carry (label values, lower case). The counter starts every one of
+# them at 0 for each session, so the first event of a kind is an increase PromQL can see.
+KNOWN_CAUSES: dict[str, tuple[str, ...]] = {
+    "cluster_session_started": ("",),
+    "node_joined": ("",),
+    "node_left": ("expected_termination",),
+    "node_died": ("unexpected_termination", "unspecified", "vanished"),
+    "node_preempted": ("preempted",),
+    "node_scaled_down": ("idle_terminated",),
+    "job_started": ("",),
+    "job_succeeded": ("",),
+    "job_failed": (
+        "",
+        "job_entrypoint_command_error",
+        "job_entrypoint_command_start_error",
+        "job_supervisor_actor_died",
+        "job_supervisor_actor_start_failure",
+        "job_supervisor_actor_start_timeout",
+        "job_supervisor_actor_unschedulable",
+    ),
+    "job_stopped": ("",),
+    "serve_application_status": ("deploying", "deploy_failed", "running", "unhealthy", "deleting"),
+    "serve_deployment_status": ("updating", "healthy", "unhealthy", "deploy_failed", "upscaling", "downscaling"),
+}
 _NODE_DEATH_KINDS = {
     "EXPECTED_TERMINATION": "node_left",
     "AUTOSCALER_DRAIN_PREEMPTED": "node_preempted",
