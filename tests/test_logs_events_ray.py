@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import jsonschema
 import pytest
+import requests
 from prometheus_client import CollectorRegistry
 from ray.job_submission import JobStatus, JobSubmissionClient
 from ray_cluster import running_ray_head
@@ -103,6 +104,14 @@ def test_grep_finds_a_printed_line_on_the_right_node_and_component(cluster) -> N
     assert text.returncode == 0 and f"task says {token}" in text.stdout and "job_driver" not in text.stdout
     elsewhere = raylens_logs(head, f"--grep={token}", f"--node={head_node_id(head, second)}", "--component=worker")
     assert elsewhere.returncode == 0 and elsewhere.stdout == ""
+    actors = requests.get(
+        f"{head.dashboard_url}/api/v0/actors",
+        params={"detail": 1, "filter_keys": "class_name", "filter_predicates": "=", "filter_values": "Speaker"},
+        timeout=30,
+    ).json()["data"]["result"]["result"]
+    speaker = next(row["actor_id"] for row in actors if row["job_id"] == task_lines[0]["job_id"])
+    by_actor = raylens_logs(head, f"--actor={speaker}", f"--grep={token}")
+    assert by_actor.returncode == 0 and by_actor.stdout.count(token) == 1 and f"actor says {token}" in by_actor.stdout
     listing = raylens_logs(head, "--list", f"--node={second.node_id[:12]}")
     assert "raylet" in listing.stdout and second.node_id[:8] in listing.stdout
     bad = raylens_logs(head, "--grep=(unclosed")

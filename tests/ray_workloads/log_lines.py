@@ -21,6 +21,14 @@ def say(token: str) -> str:
     return ray.get_runtime_context().get_node_id()
 
 
+@ray.remote
+class Speaker:
+    def speak(self, token: str) -> None:
+        print(f"actor says {token}", flush=True)
+
+
 node_id = ray.get(say.options(**options).remote(args.token))
+speaker = Speaker.remote()
+ray.get(speaker.speak.remote(args.token))
 print(f"driver says {args.token} (task ran on {node_id})", flush=True)
 sys.exit(args.exit_code)

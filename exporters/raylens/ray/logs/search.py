@@ -65,12 +65,14 @@ def select_files(api: LogApi, query: LogQuery) -> Selection:
     if query.nodes and not nodes:
         raise QueryError(f"no alive node matches {', '.join(query.nodes)}")
     context: dict[str, str] = {}
-    worker_id = ""
+    worker_id, actor_pid = "", None
     if query.actor:
         actor = api.find("actors", "actor_id", query.actor)
         if actor is None:
             raise QueryError(f"no actor {query.actor} in the cluster's actor table")
+        # An alive actor names its worker; a dead one keeps only its pid (files carry both).
         worker_id = str((actor.get("address") or {}).get("worker_id") or "")
+        actor_pid = int(actor["pid"]) if str(actor.get("pid") or "").isdigit() else None
         nodes = [row for row in nodes if row.get("node_id") == actor.get("node_id")]
         context = {"actor_id": query.actor, "actor_name": str(actor.get("class_name") or "")}
     files: list[LogFile] = []
@@ -84,7 +86,11 @@ def select_files(api: LogApi, query: LogQuery) -> Selection:
             f for f in files if (job_id and f.job_id == job_id) or (submission_id and f.submission_id == submission_id)
         ]
     if query.actor:
-        files = [f for f in files if worker_id and f.worker_id == worker_id]
+        files = [
+            f
+            for f in files
+            if (worker_id and f.worker_id == worker_id) or (not worker_id and actor_pid and f.pid == actor_pid)
+        ]
     order = {name: index for index, name in enumerate(COMPONENTS)}
     files.sort(key=lambda f: (f.node_ip, f.node_id, order[f.component], f.name))
     return Selection(files, context)
