@@ -138,7 +138,8 @@ def _draw_panel(axes: Any, panel: dict[str, Any], source: Prometheus, values: di
     if (panel.get("datasource") or {}).get("type") == "loki":
         # Previews read Prometheus only: name the LogQL a Loki-backed panel shows.
         axes.axis("off")
-        query = panel.get("targets", [{}])[0].get("expr", "")
+        # `$` would start matplotlib's math text: show variables literally.
+        query = panel.get("targets", [{}])[0].get("expr", "").replace("$", r"\$")
         axes.text(
             0,
             0.9,
