@@ -96,6 +96,7 @@ dashboard = Board(
                     "Did any Ray node die unexpectedly or get preempted in the selected range?",
                     events_in_range("node_died|node_preempted"),
                     COUNT,
+                    decimals=0,
                     thresholds=ANY_IS_BAD,
                     color_background=True,
                     width=SIXTH,
@@ -105,6 +106,7 @@ dashboard = Board(
                     "How many Ray nodes joined the cluster in the selected range?",
                     events_in_range("node_joined"),
                     COUNT,
+                    decimals=0,
                     width=SIXTH,
                 ),
                 stat(
@@ -112,6 +114,7 @@ dashboard = Board(
                     "How many Ray jobs started in the selected range?",
                     events_in_range("job_started"),
                     COUNT,
+                    decimals=0,
                     width=SIXTH,
                 ),
                 stat(
@@ -119,6 +122,7 @@ dashboard = Board(
                     "How many Ray jobs failed in the selected range?",
                     events_in_range("job_failed"),
                     COUNT,
+                    decimals=0,
                     thresholds=ANY_IS_BAD,
                     color_background=True,
                     width=SIXTH,
@@ -128,6 +132,7 @@ dashboard = Board(
                     "How many Ray jobs succeeded in the selected range?",
                     events_in_range("job_succeeded"),
                     COUNT,
+                    decimals=0,
                     width=SIXTH,
                 ),
                 stat(
@@ -135,6 +140,7 @@ dashboard = Board(
                     "How often did Serve applications or deployments change status in the selected range?",
                     events_in_range("serve_.*"),
                     COUNT,
+                    decimals=0,
                     width=SIXTH,
                 ),
                 timeseries(

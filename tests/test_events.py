@@ -11,6 +11,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 
@@ -263,3 +265,29 @@ def test_events_config_section(tmp_path: Path) -> None:
     path.write_text("events:\n  retention_days: 0\n")
     with pytest.raises(Exception, match="retention_days"):
         load_config(path)
+
+
+STATES = st.sampled_from(["ALIVE", "DEAD"])
+REASONS = st.sampled_from(["", "UNEXPECTED_TERMINATION", "EXPECTED_TERMINATION", "AUTOSCALER_DRAIN_PREEMPTED"])
+JOB_STATUSES = st.sampled_from(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"])
+
+
+@st.composite
+def snapshots(draw, taken_at: float) -> ClusterSnapshot:
+    nodes = [
+        node(f"n{index}", state, reason if state == "DEAD" else "")
+        for index, (state, reason) in enumerate(draw(st.lists(st.tuples(STATES, REASONS), max_size=6)))
+    ]
+    jobs = [job(f"j{index}", status) for index, status in enumerate(draw(st.lists(JOB_STATUSES, max_size=6)))]
+    return snap(taken_at, nodes, jobs, session=draw(st.sampled_from(["s1", "s2"])))
+
+
+@settings(deadline=None)
+@given(snapshots(1.0), snapshots(2.0))
+def test_derived_events_are_unique_declared_and_not_repeated(previous, current) -> None:
+    events = derive_events(previous, current)
+    assert len({event.id for event in events}) == len(events)
+    assert {event.kind for event in events} <= set(EVENT_KINDS)
+    assert all(event.cause_label in KNOWN_CAUSES[event.kind] or event.kind == "job_failed" for event in events)
+    # Nothing changed between a snapshot and itself.
+    assert derive_events(current, replace(current, taken_at=3.0)) == []

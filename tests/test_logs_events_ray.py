@@ -223,6 +223,7 @@ def test_events_for_jobs_and_a_killed_node_once_across_restarts(cluster) -> None
     print(f"node_died event {time.time() - killed_at:.1f}s after the kill")
     died = [line for line in lines() if line["kind"] == "node_died"]
     assert len(died) == 1, died
+    print("node_died line:", json.dumps(died[0], sort_keys=True))
     assert died[0]["details"]["node_id"] == second.node_id
     assert died[0]["cause"] == "unexpected_termination"
     assert "health check" in died[0]["details"]["state_message"] or "Unexpected" in died[0]["message"]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from raylens.config import ConfigError, load_config
+from raylens.config import load_config
 from raylens.ray.address import DashboardLocator, RayUnavailable
 from raylens.ray.logs.api import LogApi, LogApiError
 from raylens.ray.logs.files import COMPONENTS
@@ -119,9 +119,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         print(f"raylens logs: --output {args.output}: directory {args.output.parent} does not exist", file=sys.stderr)
         return 2
     try:
-        api = LogApi(_dashboard_url(args))
-    except ConfigError:
-        raise
+        api = LogApi(_dashboard_url(args))  # a ConfigError reaches main(): exit code 2
     except RayUnavailable as error:
         print(f"raylens logs: Ray unreachable: {error}", file=sys.stderr)
         return 1
