@@ -56,8 +56,7 @@ class RayWorkerNode:
         self.process.stop(timeout=5)
 
 
-@contextmanager
-def running_ray_worker(head: RayHead, log_dir: Path, num_cpus: int = 1) -> Iterator[RayWorkerNode]:
+def _start(head: RayHead, log_dir: Path, num_cpus: int, attempt: int) -> RayWorkerNode:
     ports = RayPorts.pick()
     temp_dir = short_temp_dir()
     resource = f"node_{secrets.token_hex(3)}"
@@ -83,20 +82,37 @@ def running_ray_worker(head: RayHead, log_dir: Path, num_cpus: int = 1) -> Itera
         "RAY_USAGE_STATS_ENABLED": "0",
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
-    process = ManagedProcess("ray-worker-node", argv, log_dir / f"ray-worker-{resource}.log", env=environment)
+    process = ManagedProcess("ray-worker-node", argv, log_dir / f"ray-worker-{attempt}-{resource}.log", env=environment)
     node = RayWorkerNode(head, temp_dir, process, resource)
     process.start()
+    deadline = time.monotonic() + 120
+    while not node.node_id:
+        exited = process.popen is not None and process.popen.poll() is not None
+        if exited or time.monotonic() > deadline:
+            node.stop()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise StartError(f"worker node did not join\n{process.log_tail(40)}")
+        rows = requests.get(f"{head.dashboard_url}/api/v0/nodes?detail=1", timeout=10).json()
+        for row in rows["data"]["result"]["result"]:
+            if row["state"] == "ALIVE" and resource in (row.get("resources_total") or {}):
+                node.node_id = row["node_id"]
+        time.sleep(0.5)
+    return node
+
+
+@contextmanager
+def running_ray_worker(head: RayHead, log_dir: Path, num_cpus: int = 1, attempts: int = 3) -> Iterator[RayWorkerNode]:
+    """A second node; started again (new ports, new temp dir) when `ray start` gives up, which it
+    does after a fixed 30 s when a loaded machine keeps its raylet from registering in time."""
+    for attempt in range(1, attempts + 1):
+        try:
+            node = _start(head, log_dir, num_cpus, attempt)
+            break
+        except StartError:
+            if attempt == attempts:
+                raise
     try:
-        deadline = time.monotonic() + 120
-        while not node.node_id:
-            if time.monotonic() > deadline:
-                raise StartError(f"worker node did not join\n{process.log_tail(40)}")
-            rows = requests.get(f"{head.dashboard_url}/api/v0/nodes?detail=1", timeout=10).json()
-            for row in rows["data"]["result"]["result"]:
-                if row["state"] == "ALIVE" and resource in (row.get("resources_total") or {}):
-                    node.node_id = row["node_id"]
-            time.sleep(0.5)
         yield node
     finally:
         node.stop()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(node.temp_dir, ignore_errors=True)

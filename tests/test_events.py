@@ -202,6 +202,7 @@ def test_recorder_writes_counts_and_survives_restarts(tmp_path: Path) -> None:
     assert first.counts()[("s1", "job_failed", "")] == 0  # known causes start at 0
 
     # Restart: the job failed while the exporter was down; the dead node is old news.
+    first.close()
     second = recorder(tmp_path)
     down = snap(10, [node("head"), node("w", "DEAD", "UNEXPECTED_TERMINATION")], [job("a", "FAILED")])
     assert kinds(second.observe(down)) == [("job_failed", "")]
@@ -212,12 +213,14 @@ def test_recorder_writes_counts_and_survives_restarts(tmp_path: Path) -> None:
     # again at the next start, and recognised in the log's tail.
     state = tmp_path / "events.jsonl.state.json"
     before_crash = state.read_text()
+    second.close()
     third = recorder(tmp_path)
     assert kinds(third.observe(snap(20, [node("head")], [job("a", "FAILED"), job("b", "SUCCEEDED")]))) == [
         ("job_started", ""),
         ("job_succeeded", ""),
     ]
     state.write_text(before_crash)
+    third.close()
     fourth = recorder(tmp_path)
     assert fourth.observe(snap(21, [node("head")], [job("a", "FAILED"), job("b", "SUCCEEDED")])) == []
     assert [line["kind"] for line in log_lines(tmp_path)] == ["node_died", "job_failed", "job_started", "job_succeeded"]
@@ -233,10 +236,27 @@ def test_recorder_retention_and_unwritable_log(tmp_path: Path) -> None:
 
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a directory should be")
-    broken = EventRecorder(EventsConfig(log_file=blocked / "events.jsonl"), serve_fetcher=no_serve)
+    unplaceable = EventRecorder(EventsConfig(log_file=blocked / "events.jsonl"), serve_fetcher=no_serve)
+    assert "cannot lock" in unplaceable.disabled_reason and unplaceable.observe(snap(1)) == []
+
+    (tmp_path / "dir" / "events.jsonl").mkdir(parents=True)  # a directory where the log should be
+    broken = EventRecorder(EventsConfig(log_file=tmp_path / "dir" / "events.jsonl"), serve_fetcher=no_serve)
     broken.observe(snap(1, [node("head")]))
+    errors = broken.write_errors
     assert broken.observe(snap(2, [node("head"), node("new")])) == []  # logged, not raised
-    assert broken.write_errors == 2  # neither round could save its state
+    assert broken.write_errors == errors + 1
+    assert broken.observe(snap(3, [node("head"), node("new")])) == []  # derived again, still unwritable
+    assert broken.write_errors == errors + 2
+
+
+def test_a_second_recorder_on_the_same_log_stands_down(tmp_path: Path) -> None:
+    first = recorder(tmp_path)
+    second = recorder(tmp_path)
+    assert not first.disabled_reason and "another exporter" in second.disabled_reason
+    second.observe(snap(1, [node("head")]))
+    assert second.observe(snap(2, [node("head"), node("new")])) == []
+    first.observe(snap(1, [node("head")]))
+    assert kinds(first.observe(snap(2, [node("head"), node("new")]))) == [("node_joined", "")]
 
 
 def test_counter_family_is_valid_exposition() -> None:

@@ -187,15 +187,15 @@ def test_events_for_jobs_and_a_killed_node_once_across_restarts(cluster) -> None
     head, second, tmp = cluster
     log_file = tmp / "events.jsonl"
 
-    def new_collector() -> RayCollector:
+    def new_collector() -> tuple[RayCollector, EventRecorder]:
         config = RayConfig(address=head.dashboard_url, cache_seconds=0, timeout_seconds=20, object_store=False)
         events = EventRecorder(EventsConfig(log_file=log_file))
-        return RayCollector(config, source=RayStateSource(config), events=events)
+        return RayCollector(config, source=RayStateSource(config), events=events), events
 
     def lines() -> list[dict]:
         return [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
 
-    collector = new_collector()
+    collector, recorder = new_collector()
     collect(collector)  # baseline: what ran before is history
     assert lines() == []
     good = submit(head, f"ok-{secrets.token_hex(3)}")
@@ -234,7 +234,8 @@ def test_events_for_jobs_and_a_killed_node_once_across_restarts(cluster) -> None
 
     # An exporter restart: a new recorder over the same files repeats nothing.
     before = lines()
-    restarted = new_collector()
+    recorder.close()  # the old exporter is gone
+    restarted, _ = new_collector()
     for _ in range(3):
         samples = collect(restarted)
     assert lines() == before

@@ -17,6 +17,7 @@ a crash (before the state was saved) is not written again: ids are deterministic
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -168,7 +169,22 @@ class EventRecorder:
         self._saved_text = ""
         self._next_prune = 0.0
         self.write_errors = 0
-        self._load()
+        self.disabled_reason = self._claim()
+        if not self.disabled_reason:
+            self._load()
+
+    def _claim(self) -> str:
+        """Hold ``<log>.lock`` for this process's life: two exporters sharing one events log would
+        repeat each other's events. The second one records nothing and says so."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = self.path.with_name(self.path.name + ".lock").open("w")
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            reason = f"cannot lock {self.path}.lock ({error}): another exporter records to this events log"
+            log.warning("events disabled", extra={"path": str(self.path), "reason": reason})
+            return reason
+        return ""
 
     # --- state file ------------------------------------------------------------------------------
 
@@ -210,8 +226,8 @@ class EventRecorder:
     def observe(self, snapshot: ClusterSnapshot) -> list[Event]:
         """Derive, write and count the events since the previous snapshot; returns the new ones."""
         with self._lock:
-            if snapshot.taken_at == self._last_taken_at:
-                return []  # a cached snapshot seen again
+            if self.disabled_reason or snapshot.taken_at == self._last_taken_at:
+                return []  # disabled, or a cached snapshot seen again
             try:
                 return self._observe(snapshot)
             except Exception as error:  # never break a scrape over events
@@ -255,6 +271,13 @@ class EventRecorder:
         dropped = prune_older_than(self.path, now - self._config.retention_days * 86400)
         if dropped:
             log.info("pruned old events", extra={"path": str(self.path), "dropped": dropped})
+
+    def close(self) -> None:
+        """Release the events log to another recorder (tests; a collector replaced in-process)."""
+        lock_file = getattr(self, "_lock_file", None)
+        if lock_file is not None:
+            lock_file.close()
+            self._lock_file = None
 
     def counts(self) -> dict[tuple[str, str, str], float]:
         """Events counted per (session, kind, cause); every known cause of the current session
