@@ -4,6 +4,7 @@ request reach an OTLP receiver built here from OpenTelemetry's own protobuf defi
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -183,3 +184,4 @@ def test_ray_task_and_serve_request_spans_reach_an_otlp_receiver(tmp_path) -> No
             assert chain[-1].parent_span_id == ""
         finally:
             head.stop()
+            shutil.rmtree(head.temp_dir, ignore_errors=True)
