@@ -30,7 +30,6 @@ from raylens.collectors.ray import RayCollector
 from raylens.config import EventsConfig, RayConfig
 from raylens.ray.event_log import EventRecorder
 from raylens.ray.serve_status import fetch_serve_status
-from raylens.ray.state import RayStateSource
 from services import REPO
 
 pytestmark = pytest.mark.slow
@@ -190,12 +189,13 @@ def test_events_for_jobs_and_a_killed_node_once_across_restarts(cluster) -> None
     def new_collector() -> tuple[RayCollector, EventRecorder]:
         config = RayConfig(address=head.dashboard_url, cache_seconds=0, timeout_seconds=20, object_store=False)
         events = EventRecorder(EventsConfig(log_file=log_file))
-        return RayCollector(config, source=RayStateSource(config), events=events), events
+        return RayCollector(config, events=events), events  # its own background refresher
 
     def lines() -> list[dict]:
         return [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
 
     collector, recorder = new_collector()
+    wait_until(lambda: collector.source.current() is not None, 60, "first snapshot")
     collect(collector)  # baseline: what ran before is history
     assert lines() == []
     good = submit(head, f"ok-{secrets.token_hex(3)}")
@@ -234,7 +234,8 @@ def test_events_for_jobs_and_a_killed_node_once_across_restarts(cluster) -> None
 
     # An exporter restart: a new recorder over the same files repeats nothing.
     before = lines()
-    recorder.close()  # the old exporter is gone
+    collector.source.stop()  # the old exporter is gone
+    recorder.close()
     restarted, _ = new_collector()
     for _ in range(3):
         samples = collect(restarted)

@@ -11,14 +11,14 @@ from raylens.collectors.node import NodeCollector
 from raylens.collectors.ray import RayCollector
 from raylens.config import RaylensConfig
 from raylens.ray.event_log import EventRecorder
-from raylens.ray.state import shared_state_source
+from raylens.ray.state import shared_refresher
 
 COLLECTOR_FACTORIES: Mapping[str, Callable[[RaylensConfig], Collector]] = {
     "node": lambda config: NodeCollector(config.node),
-    # Shares its cluster snapshot with the cost collector: one round of Ray calls per scrape.
+    # Shares the background reader of the cluster with the cost collector: one set of Ray calls.
     "ray": lambda config: RayCollector(
         config.ray,
-        source=shared_state_source(config.ray),
+        source=shared_refresher(config.ray),
         events=EventRecorder(config.events) if config.events.enabled else None,
     ),
     "gpu": build_gpu_collector,

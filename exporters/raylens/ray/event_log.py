@@ -102,6 +102,7 @@ def snapshot_state(snapshot: ClusterSnapshot) -> dict[str, Any]:
         "nodes": nodes,
         "jobs": [_plain(job) for job in snapshot.jobs],
         "sources": {name: _plain(status) for name, status in snapshot.sources.items() if name in ("nodes", "jobs")},
+        "fetched_at": {name: when for name, when in snapshot.fetched_at.items() if name in ("nodes", "jobs")},
     }
 
 
@@ -124,6 +125,7 @@ def snapshot_from_state(state: Mapping[str, Any]) -> ClusterSnapshot:
         nodes=tuple(nodes),
         jobs=tuple(jobs),
         sources=_frozen({name: SourceStatus(**status) for name, status in state.get("sources", {}).items()}),
+        fetched_at=_frozen({name: float(when) for name, when in state.get("fetched_at", {}).items()}),
     )
 
 
@@ -316,13 +318,28 @@ def _carry_forward(previous: ClusterSnapshot | None, current: ClusterSnapshot) -
     if previous is None:
         return replace(current, actors=(), tasks=())
     nodes, jobs = current.nodes, current.jobs
-    sources = dict(current.sources)
-    if not current.ok("nodes") and previous.ok("nodes"):
-        nodes, sources["nodes"] = previous.nodes, previous.sources["nodes"]
-    if not current.ok("jobs") and previous.ok("jobs"):
-        jobs, sources["jobs"] = previous.jobs, previous.sources["jobs"]
+    sources, fetched = dict(current.sources), dict(current.fetched_at)
+    for name in ("nodes", "jobs"):
+        if not current.has(name) and previous.has(name):
+            if name in previous.sources:
+                sources[name] = previous.sources[name]
+            if name in previous.fetched_at:
+                fetched[name] = previous.fetched_at[name]
+    if not current.has("nodes") and previous.has("nodes"):
+        nodes = previous.nodes
+    if not current.has("jobs") and previous.has("jobs"):
+        jobs = previous.jobs
     session = current.session_name or previous.session_name
-    return replace(current, nodes=nodes, jobs=jobs, actors=(), tasks=(), sources=_frozen(sources), session_name=session)
+    return replace(
+        current,
+        nodes=nodes,
+        jobs=jobs,
+        actors=(),
+        tasks=(),
+        sources=_frozen(sources),
+        fetched_at=_frozen(fetched),
+        session_name=session,
+    )
 
 
 def event_counter_family(counts: Mapping[tuple[str, str, str], float]) -> CounterMetricFamily:

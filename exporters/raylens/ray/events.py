@@ -22,9 +22,10 @@ kind                           when                                             
 
 Ids are deterministic (session, subject, transition), so the same change derived twice — after an
 exporter restart that re-reads a persisted previous snapshot — is recognised as already emitted.
-A source is compared only when it answered in both snapshots; absence is read only from complete
-(untruncated) listings. Autoscaler scale-up is not told apart from any other join: Ray's node
-table does not say who started a node; ``node_joined`` carries the node type.
+A source is compared only when both snapshots hold an answer of it (``ClusterSnapshot.has``);
+absence is read only from complete (untruncated) listings. Autoscaler scale-up is not told apart
+from any other join: Ray's node table does not say who started a node; ``node_joined`` carries the
+node type.
 """
 
 from __future__ import annotations
@@ -140,9 +141,9 @@ def derive_events(previous: ClusterSnapshot | None, current: ClusterSnapshot) ->
                 ray_version=current.ray_version,
             )
         )
-    if current.ok("nodes") and previous.ok("nodes"):
+    if current.has("nodes") and previous.has("nodes"):
         events += _node_events(previous if same_session else None, current)
-    if current.ok("jobs") and previous.ok("jobs"):
+    if current.has("jobs") and previous.has("jobs"):
         events += _job_events(previous if same_session else None, current)
     return sorted(events, key=lambda event: (event.time, event.id))
 
@@ -186,7 +187,8 @@ def _node_events(previous: ClusterSnapshot | None, current: ClusterSnapshot) -> 
             )
         if not node.alive and (old is None or old.alive):
             events.append(_node_death(node, session, subject, node.death_reason or "UNSPECIFIED"))
-    if previous is not None and current.sources["nodes"].truncated == 0:
+    status = current.sources.get("nodes")
+    if previous is not None and status is not None and status.truncated == 0:
         listed = {node.node_id for node in current.nodes}
         for node_id, old in before.items():
             if node_id not in listed and old.alive:
