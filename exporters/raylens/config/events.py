@@ -14,14 +14,15 @@ class EventsConfig(_Section):
 
     enabled: bool = Field(
         True,
-        description="Derive events each scrape of the `ray` collector and count them in raylens_ray_events_total. "
-        "Turn off to skip the extra Serve status call and the events file.",
+        description="Derive events from each new snapshot of the `ray` collector and count them in "
+        "raylens_ray_events_total. Turn off to skip the extra Serve status call and the events file.",
     )
     log_file: Path | None = Field(
         None,
         description="JSON-lines events log; unset: $XDG_STATE_HOME/raylens/events.jsonl (else "
         "~/.local/state/raylens/events.jsonl). A `<file>.state.json` beside it remembers what was "
-        "emitted, so an exporter restart neither repeats nor loses events.",
+        "emitted, so an exporter restart neither repeats nor loses events. One exporter per file "
+        "(it is locked).",
     )
     retention_days: float = Field(
         30.0,
