@@ -156,7 +156,13 @@ dashboard = Board(
                     },
                     sort_by="Spend",
                     cell_links=[
-                        Link("Select job ${__data.fields.Job}", "cost", CARRY, {"job": "${__data.fields.Job}"})
+                        Link("Select job ${__data.fields.Job}", "cost", CARRY, {"job": "${__data.fields.Job}"}),
+                        Link(
+                            "Logs of job ${__data.fields.Job}",
+                            "logs_events",
+                            ("datasource",),
+                            {"job_id": "${__data.fields.Job}"},
+                        ),
                     ],
                     width=HALF,
                 ),

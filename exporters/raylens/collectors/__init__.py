@@ -10,12 +10,17 @@ from raylens.collectors.gpu import build_gpu_collector
 from raylens.collectors.node import NodeCollector
 from raylens.collectors.ray import RayCollector
 from raylens.config import RaylensConfig
+from raylens.ray.event_log import EventRecorder
 from raylens.ray.state import shared_refresher
 
 COLLECTOR_FACTORIES: Mapping[str, Callable[[RaylensConfig], Collector]] = {
     "node": lambda config: NodeCollector(config.node),
     # Shares the background reader of the cluster with the cost collector: one set of Ray calls.
-    "ray": lambda config: RayCollector(config.ray, source=shared_refresher(config.ray)),
+    "ray": lambda config: RayCollector(
+        config.ray,
+        source=shared_refresher(config.ray),
+        events=EventRecorder(config.events) if config.events.enabled else None,
+    ),
     "gpu": build_gpu_collector,
     "cost": build_cost_collector,
 }

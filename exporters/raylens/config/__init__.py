@@ -36,6 +36,7 @@ from raylens.config.errors import (
     problems_from_validation,
     read_yaml_mapping,
 )
+from raylens.config.events import EventsConfig
 from raylens.config.exporter import ExporterConfig, LogConfig, NodeConfig
 from raylens.config.gpu import GpuConfig
 from raylens.config.ray import RAY_JOB_INFO_LABELS, RayConfig
@@ -56,6 +57,7 @@ __all__ = [
     "ConfigProblem",
     "CostConfig",
     "Duration",
+    "EventsConfig",
     "ExporterConfig",
     "GpuConfig",
     "LogConfig",
@@ -81,6 +83,7 @@ class RaylensConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     cost: CostConfig = CostConfig()
     gpu: GpuConfig = GpuConfig()
+    events: EventsConfig = EventsConfig()
 
 
 # Environment variables for the settings most often changed per machine.
