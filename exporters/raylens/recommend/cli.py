@@ -1,0 +1,5 @@
+"""placeholder"""
+
+
+def add_recommend_commands(commands):
+    pass
