@@ -8,6 +8,7 @@ exporter's recommend collector serves the same results as bounded metrics that p
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -258,12 +259,82 @@ def test_exporter_serves_recommendations_from_its_background_refresh(prometheus:
         text = ""
         while time.monotonic() < deadline:
             text = exporter.scrape()
-            if (
-                "raylens_recommendation_last_success_timestamp_seconds" in text
-                and "refresh_duration_seconds 0.0" not in text
-            ):
+            if re.search(r"^raylens_recommendation_last_success_timestamp_seconds [1-9]", text, re.MULTILINE):
                 break
             time.sleep(0.5)
     assert 'raylens_scrape_collector_success{collector="recommend"} 1.0' in text
     assert 'raylens_recommendation_refresh_errors_total{kind="all"} 0.0' in text
     assert "raylens_recommendation_last_success_timestamp_seconds 0.0" not in text
+
+
+def test_every_recommend_metric_is_documented() -> None:
+    from test_docs import documented_metric_names
+
+    from raylens.recommend.model import Recommendation
+
+    found = Outcome(0.0, {"spot": [Recommendation("spot", "n1", "node", "s", "a", 0.5)]}, {"spot": 1})
+    collector = RecommendationsCollector(RaylensConfig(), lambda: found, clock=lambda: 0.0, background=False)
+    collector.refresh()
+    text = exposition(collector)
+    names = {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line.startswith("raylens_recommendation")
+    }
+    assert {"raylens_recommendation_savings_dollars_per_hour", "raylens_recommendation_info"} <= names
+    assert names - documented_metric_names() == set()
+
+
+SAVINGS_PANELS = (
+    "Potential savings per month",
+    "Recommendations",
+    "Savings per month by kind",
+    "Potential savings over time",
+    "What to change",
+)
+
+
+def test_the_cost_dashboards_savings_row_shows_the_recommendations(prometheus: Any, tmp_path: Path) -> None:
+    """A real Prometheus with the shipped config and rules scrapes a recommend collector (evaluated at the
+    end of the scripted history); every query of the Savings row must return data."""
+    import time
+
+    from prometheus_client import start_http_server
+
+    from raylens.dashboards.build import build_dashboards, iter_panels
+    from raylens.dashboards.validate import all_values, substitute
+    from raylens.stack.ports import free_port
+    from raylens.stack.tools import bundle_root
+    from services import running_prometheus
+
+    config = config_for(prometheus)
+    collector = RecommendationsCollector(
+        config, lambda: run_recommendations(PrometheusApi(config.prometheus), config, at=NOW), background=False
+    )
+    collector.refresh()
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
+    registry.register(ScrapeHealthCollector([collector]))
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        with running_prometheus(tmp_path, [f"127.0.0.1:{port}"]) as scraper:
+            scraper.wait_for("raylens_recommendation_info", timeout=60)
+            dashboard = next(
+                built.json for built in build_dashboards(bundle_root()) if built.json["uid"] == "raylens-cost"
+            )
+            values = {**all_values(dashboard), "__range": "1h", "__rate_interval": "20s", "__interval": "2s"}
+            panels = [panel for panel in iter_panels(dashboard) if panel["title"] in SAVINGS_PANELS]
+            assert len(panels) == len(SAVINGS_PANELS)
+            deadline = time.monotonic() + 30
+            for panel in panels:
+                for target in panel["targets"]:
+                    expr = substitute(target["expr"], values)
+                    while not scraper.query(expr) and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                    assert scraper.query(expr), f"{panel['title']}: no data from {expr}"
+            table = scraper.query(
+                substitute(next(p for p in panels if p["title"] == "What to change")["targets"][0]["expr"], values)
+            )
+            assert {row["metric"]["kind"] for row in table} == {kind for kind, _ in EXPECTED}
+            assert all(row["metric"]["summary"] and row["metric"]["action"] for row in table)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -21,6 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from raylens.config import ConfigError, ConfigProblem, PrometheusApiConfig
+from raylens.config.prometheus import TlsClientConfig
 
 
 class PrometheusError(Exception):
@@ -80,7 +81,7 @@ class PrometheusApi:
         if config.bearer_token_file is not None:
             token = _read_secret(config.bearer_token_file, source, "prometheus.bearer_token_file")
             session.headers["Authorization"] = f"Bearer {token}"
-        tls = config.tls_config
+        tls = config.tls_config or TlsClientConfig()
         for name in ("ca_file", "cert_file", "key_file"):
             path = getattr(tls, name)
             if path is not None and not Path(path).is_file():

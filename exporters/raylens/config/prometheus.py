@@ -49,9 +49,10 @@ class PrometheusApiConfig(_Section):
     bearer_token_file: Path | None = Field(
         None, description="File holding a bearer token sent as `Authorization: Bearer ...`."
     )
-    tls_config: TlsClientConfig = Field(
-        TlsClientConfig(),
-        description="`{ca_file, cert_file, key_file, server_name, insecure_skip_verify}` for https URLs.",
+    tls_config: TlsClientConfig | None = Field(
+        None,
+        description="`{ca_file, cert_file, key_file, server_name, insecure_skip_verify}` for https URLs; unset: "
+        "verify against the system's CAs.",
     )
     timeout_seconds: float = Field(30.0, gt=0, le=600, description="Per query; raise it for year-long reports.")
 
