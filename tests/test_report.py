@@ -266,6 +266,19 @@ def test_chart_is_a_non_empty_png(prometheus: Any, capsys: pytest.CaptureFixture
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
 
 
+def test_chart_without_matplotlib_says_what_to_install(
+    prometheus: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without the report extra sees
+    code, _, err = run(
+        capsys, f"--prometheus.url={prometheus.url}", "--period=2026-05", f"--chart={tmp_path / 'x.png'}"
+    )
+    assert code == 2
+    assert "pip install 'raylens[report]'" in err and not (tmp_path / "x.png").exists()
+
+
 def test_output_dir_writes_dated_files_atomically(
     prometheus: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -288,11 +301,13 @@ def test_notify_posts_to_a_slack_compatible_and_a_generic_webhook(
     from services import running_sink
 
     with running_sink(tmp_path) as sink:
+        urls = tmp_path / "webhooks"
+        urls.write_text(f"# the team channel\nhttp://{sink.address}/slack\n")
         code, _, err = run(
             capsys,
             f"--prometheus.url={prometheus.url}",
             "--period=2026-05",
-            f"--notify=http://{sink.address}/slack",
+            f"--notify-url-file={urls}",
             f"--output-dir={tmp_path / 'out'}",
         )
         assert code == 0, err
@@ -464,3 +479,24 @@ def test_every_row_text_renders(prometheus: Any) -> None:
     result = report(prometheus, "this-month", "project,user,job", "previous")
     for output_format in ("table", "csv", "json", "markdown"):
         assert render(result, output_format).count("\n") > len(list(result.all_rows()))
+
+
+def test_samples_exactly_on_the_boundary_are_counted_once(tmp_path: Path) -> None:
+    """Prometheus 2.x ranges are closed [t - d, t], so a sample at midnight belongs to both days' windows;
+    increase() measures between samples, so adjacent days still add up to the whole (3.x's left-open
+    ranges give the sample to the earlier day only, with the same sums)."""
+    begin, boundary, finish = at("2026-05-31T00:00:00"), at("2026-06-01T00:00:00"), at("2026-06-02T00:00:00")
+    labels = {"project": "p", "user": "u", "team": "t", "workload": "tasks", "cost_kind": "compute"}
+    series = Series(ALLOCATION, labels, [Segment(begin, boundary, 2.0), Segment(boundary, finish, 5.0)])
+    aligned = Scenario([series], begin, finish, step=60, offset=0)
+    assert boundary in aligned.sample_times()
+    with prometheus_with_history(tmp_path / "aligned", [aligned]) as aligned_prometheus:
+        api = PrometheusApi(PrometheusApiConfig(url=aligned_prometheus.url))
+        now = int(finish)
+        figures = {}
+        for period in ("2026-05-31", "2026-06-01", "2026-05-31..2026-06-01"):
+            request = ReportRequest(("project",), parse_period(period, now, ZONE), "Europe/Berlin")
+            figures[period] = build_report(api, request, "x").total.dollars
+    close(figures["2026-05-31"], 48.0, "31 May")
+    close(figures["2026-06-01"], 120.0, "1 June")
+    close(figures["2026-05-31"] + figures["2026-06-01"], figures["2026-05-31..2026-06-01"], "both days")

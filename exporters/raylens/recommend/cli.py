@@ -11,10 +11,13 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from raylens.config import RECOMMENDATION_KINDS
 from raylens.prometheus_flags import add_prometheus_flags, load_with_prometheus_flags
-from raylens.recommend.engine import Outcome
+
+if TYPE_CHECKING:  # the engine imports every kind and the catalog: only when the command runs
+    from raylens.recommend.engine import Outcome
 
 FORMATS = ("table", "json", "markdown")
 

@@ -36,6 +36,10 @@ class ChartUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
+def require_matplotlib() -> None:
+    _pyplot()
+
+
 def _pyplot():
     try:
         import matplotlib

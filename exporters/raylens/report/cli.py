@@ -32,9 +32,14 @@ def _duration_seconds(text: str) -> int:
     return max(1, int(sum(int(number) * units[unit] for number, unit in parts)))
 
 
+# "Now" is taken this long ago: a scrape's samples carry its start time but land when it ends, so the
+# last seconds can change between two queries of one report (and its sums would not add up).
+SETTLE_SECONDS = 60
+
+
 def _parse_now(text: str | None, zone: ZoneInfo) -> int:
     if not text:
-        return math.floor(time.time())
+        return math.floor(time.time()) - SETTLE_SECONDS
     try:
         return math.floor(float(text))
     except ValueError:
@@ -115,6 +120,9 @@ def _run(args: argparse.Namespace, details: dict[str, object]) -> tuple[int, dic
         forecast_text = args.forecast_window or config.reports.forecast_window
         forecast_seconds = None if args.no_forecast else _duration_seconds(forecast_text)
         formats = _formats(args.format, args.output_dir is not None)
+        for path in args.notify_url_file or ():
+            if not path.is_file():
+                raise UsageError(f"--notify-url-file: cannot read {path}")
         if args.notify_format not in NOTIFY_FORMATS:
             raise UsageError(f"--notify-format: expected {' or '.join(NOTIFY_FORMATS)}")
         request = ReportRequest(
@@ -129,6 +137,13 @@ def _run(args: argparse.Namespace, details: dict[str, object]) -> tuple[int, dic
             top=config.reports.top if args.top is None else args.top,
             tolerance_percent=config.reports.check_tolerance_percent,
         )
+        if args.chart is not None:
+            from raylens.report.chart import ChartUnavailable, require_matplotlib
+
+            try:
+                require_matplotlib()  # before anything is written: nothing half-done
+            except ChartUnavailable as error:
+                raise UsageError(str(error)) from None
         api = PrometheusApi(config.prometheus, str(args.config_file) if args.config_file else "command line")
     except (UsageError, PeriodError) as error:
         print(f"raylens report: {error}", file=sys.stderr)
@@ -185,7 +200,7 @@ def _run(args: argparse.Namespace, details: dict[str, object]) -> tuple[int, dic
     details["outputs"] = outputs
     failed = 0
     notified = []
-    for url in args.notify or ():
+    for url in _webhooks(args):
         try:
             notify(url, report, args.notify_format)
             notified.append(describe_url(url))
@@ -194,6 +209,15 @@ def _run(args: argparse.Namespace, details: dict[str, object]) -> tuple[int, dic
             failed += 1
     details["notified"] = notified
     return (EXIT_PROMETHEUS if failed else 0), details
+
+
+def _webhooks(args: argparse.Namespace) -> list[str]:
+    """--notify URLs and the URLs in --notify-url-file files (one a line; # comments), which keep the
+    secret in a webhook's path out of the process list and shell history."""
+    urls = list(args.notify or ())
+    for path in args.notify_url_file or ():
+        urls += [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return urls
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -244,6 +268,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     output.add_argument("--chart", nargs="?", const="", metavar="PNG", help="also draw a PNG (needs raylens[report])")
     output.add_argument("--notify", action="append", metavar="URL", help="POST the report to this webhook (repeatable)")
+    output.add_argument(
+        "--notify-url-file", action="append", type=Path, metavar="FILE", help="webhook URLs, one a line (keeps secrets)"
+    )
     output.add_argument(
         "--notify-format", default="slack", help="slack (default: {text}, Slack-compatible) or json (markdown + report)"
     )

@@ -185,3 +185,16 @@ def forecast_query(
 def with_idle(family_query: str, idle_query: str) -> str:
     """Family total plus idle, each empty side read as 0."""
     return f"({family_query} or vector(0)) + ({idle_query} or vector(0))"
+
+
+def born_inside(selection: Selection, window: Window) -> str:
+    """What the counters of series first seen inside the window already held at their first sample.
+
+    raylens back-fills spend a series accrued before it was first scraped (a node running before the
+    exporter started, a job between two scrapes) into its first sample; ``increase()`` extrapolates at
+    most half a scrape interval before the first sample, so two families whose series begin at
+    different times may differ by up to this much. Series present at the window's start are left out.
+    """
+    counter = _selector(selection.family.metric, (*selection.matchers, *selection.extra))
+    start = (window.at or 0) - window.seconds
+    return f"sum(min_over_time({counter}[{window.seconds}s] @ {window.at}) unless {counter} @ {start})"
