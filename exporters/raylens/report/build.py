@@ -163,7 +163,7 @@ def build_report(
     family = base.family
     cloud = "cloud" in request.dimensions or "cloud" in request.filters
     items = base
-    if family is ALLOCATION:
+    if family is ALLOCATION and "project" not in request.filters:
         items = Selection(family, (*base.matchers, f'project!="{IDLE}"'), base.info_matchers, base.extra)
     idle_row = family.idle_rows and not set(request.filters) & set(IDLE_HIDING_FILTERS)
     only_kind_filters = set(request.filters) <= {"cost_kind"}

@@ -61,7 +61,7 @@ def _step(seconds: int) -> int:
     return 7 * 86400
 
 
-def chart_query(report: Report, step: int) -> str:
+def chart_query(report: Report, step: int, at: int | None = None) -> str:
     dimension = report.dimensions[0]
     family = choose_family(report.dimensions, report.filters)
     matchers = [
@@ -73,49 +73,60 @@ def chart_query(report: Report, step: int) -> str:
     selection = Selection(family, tuple(matchers), tuple(info), tuple(report.selector))
     cloud = "cloud" in report.dimensions or "cloud" in report.filters
     labels = DIMENSION_LABELS[dimension][:1]
-    spend = sum_by(labels, per_series(selection, "increase", step, None, cloud))
+    spend = sum_by(labels, per_series(selection, "increase", step, at, cloud))
     if family is ALLOCATION or family is NODE or not report.rows or not any(row.kind == "idle" for row in report.rows):
         return spend
-    idle = sum_by((), per_series(selection.idle(), "increase", step, None, False))
+    idle = sum_by((), per_series(selection.idle(), "increase", step, at, False))
     return f'{spend} or label_replace({idle}, "{labels[0]}", "{IDLE}", "", "")'
+
+
+def _display(name: str) -> str:
+    # matplotlib leaves labels starting with "_" out of legends.
+    return {IDLE: "idle", "__unallocated__": "unallocated", "": "(unknown)"}.get(name, name)
 
 
 def write_chart(api: PrometheusApi, report: Report, path: Path) -> Path:
     pyplot = _pyplot()
     interval = report.interval
     step = _step(interval.seconds)
-    first = interval.start + step
     zone = ZoneInfo(report.timezone)
-    series = (
-        api.query_range(chart_query(report, step), first, max(first, interval.end), step)
-        if first <= interval.end
-        else []
-    )
-    label = DIMENSION_LABELS[report.dimensions[0]][:1]
-    totals = {}
-    for item in series:
-        name = item.labels.get(label[0], "") if label else "all"
-        totals[name] = totals.get(name, 0.0) + sum(value for _, value in item.points)
-    ranked = sorted(totals, key=lambda name: -totals[name])
-    shown = ranked[:TOP_SERIES]
-    times = sorted({t for item in series for t, _ in item.points})
-    stacks = {name: [0.0] * len(times) for name in [*shown, "(other)"]}
-    position = {t: i for i, t in enumerate(times)}
-    for item in series:
-        name = item.labels.get(label[0], "") if label else "all"
-        target = name if name in shown else "(other)"
-        for t, value in item.points:
-            stacks[target][position[t]] += value
-    if not any(stacks["(other)"]):
-        del stacks["(other)"]
+    label = DIMENSION_LABELS[report.dimensions[0]][0] if DIMENSION_LABELS[report.dimensions[0]] else None
+    # Whole steps from the period's start by one range query; the part of a step at the end by one instant query.
+    whole = (interval.end - interval.start) // step
+    points: dict[int, dict[str, float]] = {}  # bucket start -> name -> dollars
+    widths: dict[int, int] = {}
+    if whole:
+        last = interval.start + whole * step
+        for item in api.query_range(chart_query(report, step), interval.start + step, last, step):
+            for t, value in item.points:
+                bucket = int(t) - step
+                widths[bucket] = step
+                name = item.labels.get(label, "") if label else "all"
+                points.setdefault(bucket, {})[name] = points.get(bucket, {}).get(name, 0.0) + value
+    tail_start = interval.start + whole * step
+    if interval.end > tail_start:
+        widths[tail_start] = interval.end - tail_start
+        for sample in api.query(chart_query(report, interval.end - tail_start, interval.end), interval.end):
+            name = sample.labels.get(label, "") if label else "all"
+            points.setdefault(tail_start, {})[name] = points.get(tail_start, {}).get(name, 0.0) + sample.value
+    totals: dict[str, float] = {}
+    for values in points.values():
+        for name, value in values.items():
+            totals[name] = totals.get(name, 0.0) + value
+    shown = sorted(totals, key=lambda name: -totals[name])[:TOP_SERIES]
+    buckets = sorted(points)
+    stacks = {name: [points[b].get(name, 0.0) for b in buckets] for name in shown}
+    other = [sum(value for name, value in points[b].items() if name not in shown) for b in buckets]
+    if any(other):
+        stacks["(other)"] = other
 
     figure, (top, bottom) = pyplot.subplots(2, 1, figsize=(11, 9), height_ratios=[3, 2])
     figure.suptitle(title(report), fontsize=11)
-    days = [datetime.fromtimestamp(t - step, zone) for t in times]
-    width = step / 86400 * 0.9
-    base = [0.0] * len(times)
+    starts = [datetime.fromtimestamp(b, zone) for b in buckets]
+    widths_days = [widths[b] / 86400 * 0.9 for b in buckets]
+    base = [0.0] * len(buckets)
     for name, values in stacks.items():
-        top.bar(days, values, width=width, bottom=base, label=name or "(unknown)", align="edge")
+        top.bar(starts, values, width=widths_days, bottom=base, label=_display(name), align="edge")
         base = [b + v for b, v in zip(base, values, strict=True)]
     unit = {3600: "hour", 86400: "day", 7 * 86400: "week"}[step]
     top.set_ylabel(f"US dollars per {unit}")
@@ -123,10 +134,10 @@ def write_chart(api: PrometheusApi, report: Report, path: Path) -> Path:
     if stacks:
         top.legend(fontsize=8, loc="upper left", ncols=2)
     top.grid(axis="y", alpha=0.3)
-    figure.autofmt_xdate()
+    top.tick_params(axis="x", labelrotation=30)
 
     rows = sorted(report.rows, key=lambda row: -row.dollars)[:TOP_BARS]
-    names = [row.name + (f" ({row.detail})" if row.detail else "") for row in rows][::-1]
+    names = [_display(row.name) + (f" ({row.detail})" if row.detail else "") for row in rows][::-1]
     values = [row.dollars for row in rows][::-1]
     bars = bottom.barh(names, values, color="#4C72B0")
     for bar, value in zip(bars, values, strict=True):
