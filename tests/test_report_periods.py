@@ -103,3 +103,23 @@ def test_yesterday_and_today() -> None:
     today, yesterday = parse_period("today", now, zone), parse_period("yesterday", now, zone)
     assert yesterday.end == today.start and local(yesterday.start, zone).date() == date(2026, 6, 4)
     assert today.seconds == 3 * 3600 and timedelta(seconds=yesterday.seconds) == timedelta(days=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4, unique=True))
+def test_filter_values_become_matchers_that_match_exactly_them(values: list[str]) -> None:
+    """`--project 'a.b|c'` must select that project only, never a regex of it (Prometheus anchors regexes)."""
+    import json
+    import re
+
+    from raylens.report.queries import matcher
+
+    text = matcher("project", values)
+    label, operator, quoted = re.fullmatch(r'(\w+)(=~|=)(".*")', text, re.DOTALL).groups()  # type: ignore[union-attr]
+    literal = json.loads(quoted)  # PromQL double-quoted strings escape like JSON for \\ and \"
+    assert label == "project"
+    if operator == "=":
+        assert [literal] == values
+    else:
+        assert all(re.fullmatch(literal, value) for value in values)
+        assert not re.fullmatch(literal, values[0] + "x") or (values[0] + "x") in values

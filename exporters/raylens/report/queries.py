@@ -92,7 +92,16 @@ def choose_family(dimensions: Sequence[str], filters: Mapping[str, Sequence[str]
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    """A PromQL double-quoted string body: Go's escapes, which JSON's are a subset of."""
+    out = []
+    for char in value:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _regex_escape(value: str) -> str:
