@@ -17,25 +17,25 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from raylens.prometheus_api import PrometheusApi, Sample
+from raylens.report.arrange import arrange
 from raylens.report.model import Figure, Report, Row
-from raylens.report.periods import Interval
+from raylens.report.plan import Column, Plan, ReportRequest, evaluation_time, report_columns
 from raylens.report.queries import (
     ALLOCATION,
     DIMENSION_LABELS,
     FILTER_LABELS,
     IDLE,
+    JOB,
     NODE,
     UNALLOCATED,
+    Family,
     Selection,
-    Window,
     born_inside,
     choose_family,
-    forecast_query,
     matcher,
-    spend_query,
     with_idle,
 )
 
@@ -43,66 +43,10 @@ from raylens.report.queries import (
 EXACT = {"rel_tol": 1e-9, "abs_tol": 1e-6}
 UNALLOCATED_DIMENSIONS = ("project", "team", "user")
 IDLE_HIDING_FILTERS = ("project", "team", "user", "workload", "job")
-OTHER = "(other)"
 
 
 class ReportCheckError(Exception):
     """The data disagree with themselves; the report is not printed."""
-
-
-@dataclass(frozen=True)
-class ReportRequest:
-    dimensions: tuple[str, ...]
-    interval: Interval
-    timezone: str
-    filters: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    selector: tuple[str, ...] = ()
-    compare: Interval | None = None
-    forecast_window_seconds: int | None = 86400
-    forecast_window_text: str = "24h"
-    top: int = 0
-    tolerance_percent: float = 0.1
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str  # spend, previous, forecast
-    window: Window
-    forecast: tuple[int, int] | None = None  # (rate window seconds, seconds left)
-
-
-class _Plan:
-    """The queries of one report, named so results can be found again after running them together."""
-
-    def __init__(self, request: ReportRequest, cloud: bool):
-        self.request = request
-        self.cloud = cloud
-        self.queries: dict[tuple, str] = {}
-
-    def query(self, selection: Selection, labels: Sequence[str], column: Column) -> str:
-        # Only the node family carries node ids to join the cloud on.
-        cloud = self.cloud and selection.family is NODE
-        if column.forecast is not None:
-            rate_seconds, remaining = column.forecast
-            return forecast_query(selection, labels, column.window, rate_seconds, remaining, cloud)
-        return spend_query(selection, labels, column.window, cloud)
-
-    def add(self, key: tuple, query: str) -> str:
-        self.queries[key] = query
-        return query
-
-
-def _columns(request: ReportRequest) -> list[Column]:
-    interval = request.interval
-    columns = [Column("spend", Window(interval.seconds, interval.end))]
-    if request.compare is not None:
-        columns.append(Column("previous", Window(request.compare.seconds, request.compare.end)))
-    if interval.running and request.forecast_window_seconds:
-        remaining = interval.calendar_end - interval.end
-        columns.append(
-            Column("forecast", Window(interval.seconds, interval.end), (request.forecast_window_seconds, remaining))
-        )
-    return columns
 
 
 def _base_selection(request: ReportRequest) -> Selection:
@@ -152,71 +96,100 @@ def _check(
         )
 
 
-def build_report(
-    api: PrometheusApi,
-    request: ReportRequest,
-    generated_at: str,
-    clock: Callable[[], float] = time.perf_counter,
-) -> Report:
-    started = clock()
-    base = _base_selection(request)
-    family = base.family
-    cloud = "cloud" in request.dimensions or "cloud" in request.filters
-    items = base
-    if family is ALLOCATION and "project" not in request.filters:
-        items = Selection(family, (*base.matchers, f'project!="{IDLE}"'), base.info_matchers, base.extra)
-    idle_row = family.idle_rows and not set(request.filters) & set(IDLE_HIDING_FILTERS)
-    only_kind_filters = set(request.filters) <= {"cost_kind"}
-    memo_idle = family is NODE and only_kind_filters
-    plan = _Plan(request, cloud)
-    columns = _columns(request)
-    dims = request.dimensions
+@dataclass(frozen=True)
+class _Shape:
+    """What a request reads: the family, its selections, and which extra rows and checks apply."""
 
+    family: Family
+    base: Selection  # the filters
+    items: Selection  # the rows' series (the allocation family without idle)
+    cloud: bool  # join the cloud from raylens_cost_node_info
+    idle_row: bool  # idle as a row of its own
+    memo_idle: bool  # idle as a memo under node rows
+    cross_check: bool  # compare the total with the allocation family's
+
+    @classmethod
+    def of(cls, request: ReportRequest) -> _Shape:
+        base = _base_selection(request)
+        family = base.family
+        items = base
+        if family is ALLOCATION and "project" not in request.filters:
+            items = Selection(family, (*base.matchers, f'project!="{IDLE}"'), base.info_matchers, base.extra)
+        only_kind_filters = set(request.filters) <= {"cost_kind"}
+        return cls(
+            family=family,
+            base=base,
+            items=items,
+            cloud="cloud" in request.dimensions or "cloud" in request.filters,
+            idle_row=family.idle_rows and not set(request.filters) & set(IDLE_HIDING_FILTERS),
+            memo_idle=family is NODE and only_kind_filters,
+            cross_check=family is not ALLOCATION
+            and (only_kind_filters or (family is JOB and "job" not in request.filters)),
+        )
+
+
+def _plan_queries(shape: _Shape, request: ReportRequest, columns: Sequence[Column]) -> Plan:
+    plan = Plan(request, shape.cloud)
+    dims = request.dimensions
     for column in columns:
         for depth in range(1, len(dims) + 1):
-            plan.add(("level", depth, column.name), plan.query(items, _level_labels(dims, depth), column))
-        idle_query = plan.query(base.idle(), (), column) if idle_row or memo_idle else None
-        if idle_query is not None:
+            plan.add(("level", depth, column.name), plan.query(shape.items, _level_labels(dims, depth), column))
+        idle_query = plan.query(shape.base.idle(), (), column)
+        if shape.idle_row or shape.memo_idle:
             plan.add(("idle", column.name), idle_query)
-        family_total = plan.query(base, (), column)
-        if family is ALLOCATION or not idle_row:
-            plan.add(("total", column.name), family_total)
-        else:
-            plan.add(("total", column.name), with_idle(family_total, idle_query or ""))
-        # Forecasts multiply a rate by weeks and the two families' rates are extrapolated apart: only
-        # spend figures are compared across families.
-        cross = (
-            column.forecast is None
-            and family is not ALLOCATION
-            and (only_kind_filters or (family.name == "job" and "job" not in request.filters))
+        family_total = plan.query(shape.base, (), column)
+        total = (
+            with_idle(family_total, idle_query) if shape.idle_row and shape.family is not ALLOCATION else family_total
         )
-        if cross:
-            allocation = Selection(
-                ALLOCATION, tuple(m for m in base.matchers if not m.startswith("job_id")), (), base.extra
-            )
+        plan.add(("total", column.name), total)
+        # Forecasts multiply a rate by weeks and the families' rates are extrapolated apart: only spend
+        # figures are compared across families.
+        if shape.cross_check and column.forecast is None:
+            matchers = tuple(m for m in shape.base.matchers if not m.startswith("job_id"))
+            allocation = Selection(ALLOCATION, matchers, (), shape.base.extra)
             plan.add(("cluster", column.name), plan.query(allocation, (), column))
-            plan.add(
-                ("born", column.name), f"{born_inside(base, column.window)} + {born_inside(allocation, column.window)}"
-            )
-
+            born = f"{born_inside(shape.base, column.window)} + {born_inside(allocation, column.window)}"
+            plan.add(("born", column.name), born)
     spend = columns[0].window
-    counter = base.family.metric + "{" + ", ".join((*base.matchers, *base.extra)) + "}"
+    counter = shape.base.family.metric + "{" + ", ".join((*shape.base.matchers, *shape.base.extra)) + "}"
     plan.add(("resets", "spend"), f"max(resets({counter}[{spend.seconds}s] @ {spend.at}))")
+    return plan
 
+
+def _run(api: PrometheusApi, plan: Plan, columns: Sequence[Column]) -> dict[tuple, list[Sample]]:
     with ThreadPoolExecutor(max_workers=min(8, len(plan.queries))) as pool:
-        futures = {key: pool.submit(api.query, query, _at(key, columns)) for key, query in plan.queries.items()}
+        futures = {
+            key: pool.submit(api.query, query, evaluation_time(key, columns)) for key, query in plan.queries.items()
+        }
         results = {key: future.result() for key, future in futures.items()}
     if api.warnings:
         raise ReportCheckError(
             "Prometheus warned that its answers may be incomplete; not printing a report that may not add up:\n  "
             + "\n  ".join(api.warnings)
         )
+    return results
 
-    def figure(column: Column, selection: Selection, labels: Mapping[str, str] | None = None) -> Figure:
-        narrowed = selection.with_labels(labels or {})
-        return Figure(0.0, plan.query(narrowed, (), column), column.window.at)
 
-    # Rows per level, keyed by their label values; rows present in any column appear in all.
+def _levels(
+    shape: _Shape,
+    request: ReportRequest,
+    plan: Plan,
+    results: Mapping[tuple, list[Sample]],
+    columns: Sequence[Column],
+) -> list[dict[tuple[str, ...], Row]]:
+    """Rows per level keyed by their label values (a row present in any column appears in all), linked
+    to their parents."""
+    dims = request.dimensions
+
+    def new_row(depth: int, row_labels: dict[str, str], kind: str | None = None) -> Row:
+        name, detail = _row_name(dims[depth - 1], row_labels, shape.family.name)
+        narrowed = shape.items.with_labels(row_labels)
+        figures = {column.name: Figure(0.0, plan.query(narrowed, (), column), column.window.at) for column in columns}
+        row = Row(name, kind or _kind(dims[depth - 1], row_labels), row_labels, figures["spend"])
+        row.previous, row.forecast = figures.get("previous"), figures.get("forecast")
+        row.level, row.detail = depth - 1, detail
+        return row
+
     levels: list[dict[tuple[str, ...], Row]] = []
     for depth in range(1, len(dims) + 1):
         labels = _level_labels(dims, depth)
@@ -224,101 +197,79 @@ def build_report(
         for column in columns:
             for sample in results[("level", depth, column.name)]:
                 key = tuple(sample.labels.get(label, "") for label in labels)
-                row = rows.get(key)
-                if row is None:
-                    row_labels = dict(zip(labels, key, strict=True))
-                    name, detail = _row_name(dims[depth - 1], row_labels, family.name)
-                    row = rows[key] = Row(
-                        name, _kind(dims[depth - 1], row_labels), row_labels, figure(columns[0], items, row_labels)
-                    )
-                    row.level, row.detail = depth - 1, detail
-                    for other in columns[1:]:
-                        setattr(row, other.name, figure(other, items, row_labels))
-                _add(row, column.name, sample.value)
+                if key not in rows:
+                    rows[key] = new_row(depth, dict(zip(labels, key, strict=True)))
+                _add(rows[key], column.name, sample.value)
+        # Unallocated is always shown, $0 included, unless a filter on its dimension leaves it out.
         if depth == 1 and dims[0] in UNALLOCATED_DIMENSIONS and not request.filters.get(dims[0]):
-            key = (UNALLOCATED,)
-            if key not in rows:
-                row_labels = {dims[0]: UNALLOCATED}
-                rows[key] = Row(UNALLOCATED, "unallocated", row_labels, figure(columns[0], items, row_labels))
-                for other in columns[1:]:
-                    setattr(rows[key], other.name, figure(other, items, row_labels))
+            rows.setdefault((UNALLOCATED,), new_row(1, {dims[0]: UNALLOCATED}, "unallocated"))
+        if levels:
+            size = len(_level_labels(dims, depth - 1))
+            for key, row in rows.items():
+                parent = levels[-1].get(key[:size])
+                if parent is None:
+                    raise ReportCheckError(
+                        f"row {row.labels} has no parent row at level {depth - 1}: the data disagree"
+                    )
+                parent.children.append(row)
         levels.append(rows)
+    return levels
 
-    for depth in range(1, len(levels)):
-        parents, size = levels[depth - 1], len(_level_labels(dims, depth))
-        for key, row in levels[depth].items():
-            parent = parents.get(key[:size])
-            if parent is None:
-                raise ReportCheckError(f"row {row.labels} has no parent row at level {depth}: the data disagree")
-            parent.children.append(row)
 
-    top_rows = list(levels[0].values())
-    if idle_row:
-        idle = Row(IDLE, "idle", {"project": IDLE}, Figure(0.0, plan.queries[("idle", "spend")], columns[0].window.at))
-        for column in columns:
-            query = plan.queries[("idle", column.name)]
-            _set(idle, column, _value(results[("idle", column.name)], query), query)
-        top_rows.append(idle)
-    total = Row("total", "total", {}, Figure(0.0, plan.queries[("total", "spend")], columns[0].window.at))
+def _summary_row(
+    name: str, kind: str, key: str, plan: Plan, results: Mapping[tuple, list[Sample]], columns: Sequence[Column]
+) -> Row:
+    """Idle, total or memo: one figure per column from the plan's ``key`` queries."""
+    row = Row(name, kind, {"project": IDLE} if key == "idle" else {}, Figure(0.0, "", columns[0].window.at))
     for column in columns:
-        query = plan.queries[("total", column.name)]
-        _set(total, column, _value(results[("total", column.name)], query), query)
+        query = plan.queries[(key, column.name)]
+        _set(row, column, _value(results[(key, column.name)], query), query)
+    return row
 
-    # The checks, on every column, before anything is folded or printed.
+
+def _check_sums(
+    shape: _Shape,
+    request: ReportRequest,
+    plan: Plan,
+    results: Mapping[tuple, list[Sample]],
+    columns: Sequence[Column],
+    levels: Sequence[Mapping[tuple[str, ...], Row]],
+    top_rows: Sequence[Row],
+    total: Row,
+) -> None:
+    """Every column, before anything is folded or printed."""
     for column in columns:
         parts = sum(_get(row, column.name) for row in top_rows)
         _check(f"the rows ({column.name})", parts, _get(total, column.name), plan.queries[("total", column.name)])
         for rows in levels[:-1]:
             for row in rows.values():
                 children = sum(_get(child, column.name) for child in row.children)
-                _check(
-                    f"the rows under {row.labels} ({column.name})",
-                    children,
-                    _get(row, column.name),
-                    _get_query(row, column.name),
-                )
-        if ("cluster", column.name) in plan.queries:
-            cluster_query = plan.queries[("cluster", column.name)]
-            cluster = _value(results[("cluster", column.name)], cluster_query)
-            # Spend the counters held before Prometheus first saw them is counted by neither family's
-            # increase() in full, and by each to a different extent: allow that much on top.
-            born = _value(results[("born", column.name)], plan.queries[("born", column.name)])
-            tolerance = {"rel_tol": request.tolerance_percent / 100, "abs_tol": 0.005 + born}
-            subject = "the jobs plus idle" if family.name == "job" else "the nodes"
-            _check(
-                f"{subject} ({column.name})",
-                _get(total, column.name),
-                cluster,
-                cluster_query,
-                tolerance,
-                "the cluster total of the allocation counters",
-            )
-
-    memos = []
-    if memo_idle:
-        memo = Row(
-            "idle capacity (included above)",
-            "memo",
-            {"project": IDLE},
-            Figure(0.0, plan.queries[("idle", "spend")], columns[0].window.at),
+                what = f"the rows under {row.labels} ({column.name})"
+                _check(what, children, _get(row, column.name), _get_query(row, column.name))
+        if ("cluster", column.name) not in plan.queries:
+            continue
+        cluster_query = plan.queries[("cluster", column.name)]
+        cluster = _value(results[("cluster", column.name)], cluster_query)
+        # Spend the counters held before Prometheus first saw them is counted by neither family's
+        # increase() in full, and by each to a different extent: allow that much on top.
+        born = _value(results[("born", column.name)], plan.queries[("born", column.name)])
+        tolerance = {"rel_tol": request.tolerance_percent / 100, "abs_tol": 0.005 + born}
+        subject = "the jobs plus idle" if shape.family is JOB else "the nodes"
+        _check(
+            f"{subject} ({column.name})",
+            _get(total, column.name),
+            cluster,
+            cluster_query,
+            tolerance,
+            "the cluster total of the allocation counters",
         )
-        for column in columns:
-            query = plan.queries[("idle", column.name)]
-            _set(memo, column, _value(results[("idle", column.name)], query), query)
-        memos.append(memo)
 
-    rows = _arrange(top_rows, request.top, plan, items, columns, dims)
-    interval = request.interval
-    method = None
-    if any(column.forecast for column in columns):
-        method = (
-            f"run-rate: spend to date + mean spend rate over the last {request.forecast_window_text} x the time "
-            f"left until the period ends ({interval.calendar_end - interval.end} s)"
-        )
+
+def _notes(shape: _Shape, results: Mapping[tuple, list[Sample]]) -> list[str]:
     notes = []
-    if family.idle_rows and not idle_row:
+    if shape.family.idle_rows and not shape.idle_row:
         notes.append("idle spend is not shown: the filters select jobs, and idle capacity belongs to no job")
-    if family is NODE:
+    if shape.family is NODE:
         notes.append("node rows include the capacity no job held; the memo row shows how much of it was idle")
     restarts = max((sample.value for sample in results[("resets", "spend")]), default=0.0)
     if restarts:
@@ -327,9 +278,41 @@ def build_report(
             "lost cost.state_dir); increase() counts on from zero, so only the spend between the last scrape before "
             "the restart and the restart itself is missing. Keep cost.state_dir on a persistent disk"
         )
+    return notes
+
+
+def build_report(
+    api: PrometheusApi,
+    request: ReportRequest,
+    generated_at: str,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Report:
+    started = clock()
+    shape = _Shape.of(request)
+    columns = report_columns(request)
+    plan = _plan_queries(shape, request, columns)
+    results = _run(api, plan, columns)
+    levels = _levels(shape, request, plan, results, columns)
+    top_rows = list(levels[0].values())
+    if shape.idle_row:
+        top_rows.append(_summary_row(IDLE, "idle", "idle", plan, results, columns))
+    total = _summary_row("total", "total", "total", plan, results, columns)
+    _check_sums(shape, request, plan, results, columns, levels, top_rows, total)
+    memos = (
+        [_summary_row("idle capacity (included above)", "memo", "idle", plan, results, columns)]
+        if shape.memo_idle
+        else []
+    )
+    interval = request.interval
+    method = None
+    if any(column.forecast for column in columns):
+        method = (
+            f"run-rate: spend to date + mean spend rate over the last {request.forecast_window_text} x the time "
+            f"left until the period ends ({interval.calendar_end - interval.end} s)"
+        )
     return Report(
-        dimensions=dims,
-        family=family.name,
+        dimensions=request.dimensions,
+        family=shape.family.name,
         filters={name: list(values) for name, values in request.filters.items()},
         selector=list(request.selector),
         timezone=request.timezone,
@@ -338,18 +321,13 @@ def build_report(
         forecast_method=method,
         source=api.url,
         generated_at=generated_at,
-        rows=rows,
+        rows=arrange(top_rows, request.top, plan, shape.items, columns, request.dimensions),
         total=total,
         memos=memos,
-        notes=notes,
+        notes=_notes(shape, results),
         query_seconds=clock() - started,
         queries_run=len(plan.queries),
     )
-
-
-def _at(key: tuple, columns: Sequence[Column]) -> int:
-    name = key[-1]
-    return next(column.window.at for column in columns if column.name == name)
 
 
 def _get(row: Row, column: str) -> float:
@@ -369,43 +347,3 @@ def _set(row: Row, column: Column, dollars: float, query: str) -> None:
 def _add(row: Row, column: str, dollars: float) -> None:
     current = getattr(row, column)
     setattr(row, column, Figure(current.dollars + dollars, current.query, current.at))
-
-
-def _arrange(
-    rows: list[Row], top: int, plan: _Plan, items: Selection, columns: Sequence[Column], dims: Sequence[str]
-) -> list[Row]:
-    """Largest first, `(other)` for rows beyond ``top``, then unallocated and idle; the same below."""
-    for row in rows:
-        row.children = _arrange(row.children, top, plan, items, columns, dims)
-    listed = sorted((row for row in rows if row.kind == "item"), key=lambda row: (-row.dollars, row.name))
-    tail = [row for row in rows if row.kind == "unallocated"] + [row for row in rows if row.kind == "idle"]
-    if not top or len(listed) <= top:
-        return listed + tail
-    kept, folded = listed[:top], listed[top:]
-    level = folded[0].level
-    parent_labels = {key: value for key, value in folded[0].labels.items() if key not in _own_labels(dims, level)}
-    own = DIMENSION_LABELS[dims[level]][0] if DIMENSION_LABELS[dims[level]] else None
-    other = Row(OTHER, "other", parent_labels, Figure(0.0, "", columns[0].window.at), level=level)
-    other.detail = f"{len(folded)} more"
-    keep_values = [row.labels[own] for row in kept + [r for r in tail if r.kind == "unallocated"]] if own else []
-    for column in columns:
-        parent = items.with_labels(parent_labels)
-        whole = plan.query(parent, (), column)
-        shown = (
-            plan.query(
-                Selection(
-                    parent.family, (*parent.matchers, matcher(own, keep_values)), parent.info_matchers, parent.extra
-                ),
-                (),
-                column,
-            )
-            if own
-            else ""
-        )
-        dollars = sum(_get(row, column.name) for row in folded)
-        setattr(other, column.name, Figure(dollars, f"{whole} - ({shown} or vector(0))", column.window.at))
-    return [*kept, other, *tail]
-
-
-def _own_labels(dims: Sequence[str], level: int) -> tuple[str, ...]:
-    return DIMENSION_LABELS[dims[level]]
