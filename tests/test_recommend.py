@@ -160,7 +160,7 @@ def test_recommend_command_prints_json_and_records_the_run(
     assert {(item["kind"], item["target"]) for item in document["recommendations"]} == EXPECTED
     assert all(item["evidence"] and item["savings_dollars_per_month"] > 0 for item in document["recommendations"])
     record = json.loads(audit.read_text().splitlines()[-1])
-    assert record["action"] == "recommend.run" and record["outcome"] == "ok"
+    assert record["action"] == "recommend_run" and record["outcome"] == "ok"
     code = main(
         [
             "recommend",

@@ -393,7 +393,7 @@ def test_runs_are_recorded_in_the_audit_trail(
     run(capsys, f"--prometheus.url={prometheus.url}", "--period=2026-05", "--by=team")
     run(capsys, f"--prometheus.url={prometheus.url}", "--period=2026-13")
     records = [json.loads(line) for line in audit_log.read_text().splitlines()]
-    assert [record["action"] for record in records] == ["report.run", "report.run"]
+    assert [record["action"] for record in records] == ["report_run", "report_run"]
     assert records[0]["outcome"] == "ok" and records[0]["period"] == "2026-05" and records[0]["total_dollars"] > 0
     assert records[0]["prometheus"] == prometheus.url and records[0]["by"] == "team"
     assert records[1]["outcome"] == "failed" and records[1]["exit_code"] == 2

@@ -128,7 +128,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     for kind, error in outcome.errors.items():
         print(f"raylens recommend: {kind}: {error}", file=sys.stderr)
     audit.record(
-        "recommend.run",
+        "recommend_run",
         outcome="failed" if failed else "ok",
         prometheus=api.url,
         found={kind: len(items) for kind, items in outcome.recommendations.items()},

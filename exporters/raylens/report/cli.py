@@ -85,10 +85,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         code, details = _run(args, details)
     except BaseException as error:
-        audit.record("report.run", outcome="failed", error=f"{type(error).__name__}: {error}", **details)
+        audit.record("report_run", outcome="failed", error=f"{type(error).__name__}: {error}", **details)
         raise
     details["seconds"] = round(time.monotonic() - started, 3)
-    audit.record("report.run", outcome="ok" if code == 0 else "failed", exit_code=code, **details)
+    audit.record("report_run", outcome="ok" if code == 0 else "failed", exit_code=code, **details)
     return code
 
 
