@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     from raylens.ray.logs.cli import add_logs_commands
 
     add_logs_commands(commands)
+
+    # Reports and recommendations (issue #11).
+    from raylens.recommend.cli import add_recommend_commands
+    from raylens.report.cli import add_report_commands
+
+    add_report_commands(commands)
+    add_recommend_commands(commands)
     return parser
 
 

@@ -23,7 +23,15 @@ COLLECTOR_FACTORIES: Mapping[str, Callable[[RaylensConfig], Collector]] = {
     ),
     "gpu": build_gpu_collector,
     "cost": build_cost_collector,
+    # Reads Prometheus (the `prometheus` section), not Ray: savings recommendations (issue #11).
+    "recommend": lambda config: _recommend(config),
 }
+
+
+def _recommend(config: RaylensConfig) -> Collector:
+    from raylens.recommend.collector import build_recommend_collector
+
+    return build_recommend_collector(config)
 
 
 def build_collectors(config: RaylensConfig) -> list[Collector]:
