@@ -2,7 +2,7 @@
 
 Reads the PIDs and URLs recorded in ``<state>/stack.json`` and asks the live services: each
 component up or down, the scrape health of every Prometheus target, firing alerts from
-Alertmanager, spend so far by project and budget use from Prometheus.
+Alertmanager, spend so far by project and budget use from Prometheus, and what the demo runs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from raylens.stack.demo_loop import describe_demo, read_demo_state
 from raylens.stack.processes import pid_alive
 from raylens.stack.up import read_state
 
@@ -34,6 +35,7 @@ class StatusReport:
     cluster: dict[str, Any] | None = None
     """The exporter's /health/cluster answer (raylens.ray.endpoints), when it runs the ray collector."""
     problems: list[str] = field(default_factory=list)
+    demo: dict[str, Any] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -73,6 +75,7 @@ def collect_status(state_dir: Path) -> StatusReport | None:
             ]
         except (requests.RequestException, ValueError, KeyError) as error:
             report.problems.append(f"Prometheus at {prometheus} did not answer: {error}")
+    report.demo = read_demo_state(state_dir)
     exporter = urls.get("exporter", "").removesuffix("/metrics")
     if exporter:
         try:
@@ -145,6 +148,9 @@ def format_status(report: StatusReport, currency: str = "$") -> str:
         lines.append("  (no budgets configured)")
     for budget, used in report.budgets:
         lines.append(f"  {budget:<20} {used * 100:6.1f} % used")
+    if report.demo is not None:
+        lines.append("Demo")
+        lines += [f"  {line}" for line in describe_demo(report.demo)]
     for problem in report.problems:
         lines.append(f"! {problem}")
     return "\n".join(lines)
