@@ -278,7 +278,8 @@ class Query:
         else:
             target_format = g.TIME_SERIES_TARGET_FORMAT
         return g.Target(
-            expr=for_cluster(self.expr),
+            # Log streams (LogQL) carry no `cluster` label (provisioning/alloy/): only PromQL is narrowed.
+            expr=for_cluster(self.expr) if self.datasource == DATASOURCE_REF else self.expr,
             legendFormat=self.legend or "__auto",
             refId=ref_id,
             instant=self.instant,
@@ -633,8 +634,9 @@ class Annotation:
     def json(self) -> dict[str, Any]:
         """Grafana's current layout: the query in ``target`` (where Grafana 10+ moves a legacy
         top-level ``expr``/``step``), the formats beside it where the datasources read them."""
-        target: dict[str, Any] = {"expr": self.expr, "refId": "Anno"}
-        if self.datasource["type"] == "prometheus":
+        prometheus = self.datasource["type"] == "prometheus"
+        target: dict[str, Any] = {"expr": for_cluster(self.expr) if prometheus else self.expr, "refId": "Anno"}
+        if prometheus:
             target["interval"] = "30s"
         else:
             target["queryType"] = "range"
