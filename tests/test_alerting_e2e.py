@@ -244,6 +244,8 @@ def test_a_team_budget_breach_reaches_the_team_and_oncall_and_silences_its_lower
     assert suppressed["50"]["state"] == "suppressed" and suppressed["50"]["inhibitedBy"], suppressed
 
     alert = firing(paged[0], "RaylensBudgetThresholdCrossed")[0]
+    # The exporter names its cluster (here the head's session: no cluster.name is configured).
+    assert alert["labels"].pop("cluster").startswith("session_")
     assert alert["labels"] == {
         "alertname": "RaylensBudgetThresholdCrossed",
         "budget": BUDGET,
@@ -298,6 +300,7 @@ def test_a_ray_node_that_dies_reaches_the_platform_channel(cost_stack: CostStack
             "node_id": node["node_id"],
             "ip": node["ip"],
             "NodeAddress": node["NodeAddress"],
+            "cluster": node["cluster"],  # the exporter's cluster (here the head's session)
         }
         assert alert["annotations"]["summary"] == "A Ray node died unexpectedly."
         assert node["node_id"] in alert["annotations"]["description"]

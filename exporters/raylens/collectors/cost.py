@@ -498,10 +498,14 @@ class CostCollector(Collector):
 def build_cost_collector(config: RaylensConfig) -> CostCollector:
     """The collector the exporter runs: files loaded and validated, state restored, and subscribed to
     the shared background reader of the Ray cluster."""
+    from raylens.cluster import ClusterName
     from raylens.cost.loading import load_cost_setup
     from raylens.ray.state import shared_refresher
 
-    setup = load_cost_setup(config.cost)
+    # Budgets and quotas name clusters by cluster.name (or KubeRay's RayCluster name): a session
+    # name, known only once Ray answers and new at every restart, cannot select them.
+    cluster = ClusterName(config.cluster.name, config.ray.temp_dir)()
+    setup = load_cost_setup(config.cost, cluster=cluster)
     collector = CostCollector(config.cost, setup.engine, quotas=setup.quotas, state_dir=setup.state_dir)
     shared_refresher(config.ray).subscribe("cost", collector.account_snapshot)
     return collector

@@ -252,6 +252,27 @@ class TaskSnapshot:
         return (self.task_id, self.attempt_number)
 
 
+@dataclass(frozen=True, slots=True)
+class ServeApplication:
+    name: str
+    route_prefix: str
+    """``""`` for an application without an HTTP route."""
+    status: str
+    """``NOT_STARTED``, ``DEPLOYING``, ``RUNNING``, ``DEPLOY_FAILED``, ``DELETING``, ``UNHEALTHY``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeState:
+    """Serve's HTTP ingress and applications, from ``/api/serve/applications/``."""
+
+    http_host: str = ""
+    """The proxies' bind address (``0.0.0.0`` when reachable on every node address)."""
+    http_port: int | None = None
+    proxy_ips: tuple[str, ...] = ()
+    """Addresses of the nodes running a healthy proxy."""
+    applications: tuple[ServeApplication, ...] = ()
+
+
 @dataclass(frozen=True)
 class SourceStatus:
     """How one source fared in its last attempt."""
@@ -295,6 +316,8 @@ class ClusterSnapshot:
     fetched_at: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
     generation: int = 0
     """Increases with every snapshot a refresher publishes (two snapshots can share ``taken_at``)."""
+    serve: ServeState | None = None
+    """``None`` until the ``serve`` source answered (or when ``ray.serve_routes`` is off)."""
 
     def ok(self, source: str) -> bool:
         status = self.sources.get(source)
@@ -460,6 +483,30 @@ def task_from_api(row: Mapping[str, Any]) -> TaskSnapshot:
         end_time=_seconds(row.get("end_time_ms")),
         error_type=str(row.get("error_type") or ""),
         placement_group_id=str(row.get("placement_group_id") or ""),
+    )
+
+
+def serve_from_api(body: Mapping[str, Any]) -> ServeState:
+    """``GET /api/serve/applications/`` (Ray 2.60): empty maps when Serve is not running."""
+    http = body.get("http_options") or {}
+    proxies = body.get("proxies") or {}
+    applications = body.get("applications") or {}
+    return ServeState(
+        http_host=str(http.get("host") or ""),
+        http_port=_int_or_none(http.get("port")),
+        proxy_ips=tuple(
+            sorted(
+                {
+                    str(proxy.get("node_ip"))
+                    for proxy in proxies.values()
+                    if proxy.get("node_ip") and proxy.get("status", "HEALTHY") == "HEALTHY"
+                }
+            )
+        ),
+        applications=tuple(
+            ServeApplication(str(name), str(app.get("route_prefix") or ""), str(app.get("status") or ""))
+            for name, app in sorted(applications.items())
+        ),
     )
 
 

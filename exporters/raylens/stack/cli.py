@@ -62,7 +62,7 @@ def grafana_instructions(prometheus_url: str, alertmanager_url: str | None) -> s
 def cmd_status(args: argparse.Namespace) -> int:
     from raylens.stack.status import print_status
 
-    return print_status(args.state_dir)
+    return print_status(args.state_dir, as_json=args.json)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -109,6 +109,9 @@ def add_stack_commands(commands: argparse._SubParsersAction) -> None:
 
     status = commands.add_parser("status", help="is it working? components, targets, alerts, spend, budgets")
     status.add_argument("--state-dir", type=Path, default=default_state_dir())
+    status.add_argument(
+        "--json", action="store_true", help="one JSON object for external checkers; exit 1 unless healthy"
+    )
     status.set_defaults(handler=cmd_status)
 
     down = commands.add_parser("down", help="stop what `raylens up` started, by PID")
