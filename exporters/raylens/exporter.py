@@ -15,6 +15,7 @@ from prometheus_client.registry import Collector as PrometheusCollector
 from raylens import __version__
 from raylens.collectors import ScrapeHealthCollector, build_collectors
 from raylens.config import RaylensConfig, parse_listen_address
+from raylens.labels import LabelPolicyCollector
 from raylens.web.server import make_app, make_http_server
 from raylens.web.webconfig import WebConfig, load_web_config
 
@@ -34,6 +35,7 @@ def build_registry(config: RaylensConfig) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     registry.register(ScrapeHealthCollector(build_collectors(config)))
     registry.register(BuildInfoCollector())
+    registry.register(LabelPolicyCollector())
     ProcessCollector(registry=registry)
     return registry
 

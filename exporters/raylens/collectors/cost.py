@@ -38,6 +38,7 @@ from raylens.cost.model import Observation
 from raylens.cost.periods import period_end
 from raylens.cost.quotas import Quotas, evaluate_quotas
 from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, write_json_atomically
+from raylens.cost.state_health import StateHealth
 
 log = logging.getLogger("raylens.cost")
 
@@ -68,6 +69,10 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class StatePersistError(RuntimeError):
+    """The state could not be saved this scrape; spend counters are held back until it is."""
+
+
 def exported_label_name(key: str) -> str:
     """``label_<key>`` with characters Prometheus does not allow replaced by ``_``."""
     return "label_" + _LABEL_CHARACTERS.sub("_", key)
@@ -84,6 +89,7 @@ class CostCollector(Collector):
         quotas: Quotas | None = None,
         state_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        state_health: StateHealth | None = None,
     ):
         self._config = config
         self._engine = engine
@@ -91,6 +97,7 @@ class CostCollector(Collector):
         self._quotas = quotas or Quotas((), {})
         self._state_dir = state_dir
         self._clock = clock
+        self._state_health = state_health or StateHealth(state_dir)
         self._zone = ZoneInfo(config.timezone)
         self._lock = threading.Lock()
         self._report: Report | None = None
@@ -113,9 +120,9 @@ class CostCollector(Collector):
         def spend() -> Iterator[Metric]:
             with self._lock, cyclic_gc_paused():
                 report = self._engine.advance(self._source())
+                scrape["report"] = self._report = report  # quotas need no saved state
                 self.save()
                 metrics = list(self._spend_metrics(report))
-            scrape["report"] = self._report = report
             yield from metrics
 
         def quotas() -> Iterator[Metric]:
@@ -124,7 +131,7 @@ class CostCollector(Collector):
                 raise RuntimeError("no fresh observation this scrape (see the spend section's error)")
             yield from self._quota_metrics(report)
 
-        return {"spend": spend, "budgets": self._budget_metrics, "quotas": quotas}
+        return {"spend": spend, "budgets": self._budget_metrics, "quotas": quotas, "state": self._state_health.metrics}
 
     # ------------------------------------------------------------------ persistence
 
@@ -137,7 +144,7 @@ class CostCollector(Collector):
         """
         if self._state_dir is None:
             return
-        write_json_atomically(self._state_dir / STATE_FILE, self._engine.state.to_json())
+        self._save_state()
         now = self._clock()
         if not force_explain and now - self._explain_saved_at < EXPLAIN_SAVE_SECONDS:
             return
@@ -160,6 +167,17 @@ class CostCollector(Collector):
             return
         self._explain_writer = threading.Thread(target=write, name="cost-explain", daemon=True)
         self._explain_writer.start()
+
+    def _save_state(self) -> None:
+        """Save the state, or record the failure and raise: counters must not get ahead of the file
+        (a restart would show them lower than Prometheus saw). The engine keeps accounting in memory,
+        so nothing is lost once a later save succeeds."""
+        try:
+            write_json_atomically(self._state_dir / STATE_FILE, self._engine.state.to_json())  # type: ignore[operator]
+        except OSError as error:
+            self._state_health.persist_failed(error)
+            raise StatePersistError(f"cannot save the cost state: {error.strerror or error}") from None
+        self._state_health.persisted()
 
     def flush(self) -> None:
         """Write the state and the explain log as they are now, waiting for any background write."""
@@ -419,4 +437,5 @@ def build_cost_collector(config: RaylensConfig) -> CostCollector:
         RayObservations(shared_state_source(config.ray)),
         quotas=setup.quotas,
         state_dir=setup.state_dir,
+        state_health=setup.state_health,
     )

@@ -12,14 +12,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from raylens.config import ConfigError, ConfigProblem, CostConfig
+from raylens.config import MISSING, ConfigError, ConfigProblem, CostConfig
 from raylens.cost.budgets import Budget, load_budgets
 from raylens.cost.catalog import PriceCatalog, load_catalog
 from raylens.cost.engine import CostEngine
 from raylens.cost.instance_metadata import local_addresses, query_instance_metadata
 from raylens.cost.pricing import NodePricer
 from raylens.cost.quotas import Quotas, load_quotas
-from raylens.cost.state import STATE_FILE, EngineState, default_state_dir, read_json
+from raylens.cost.state import STATE_FILE, EngineState, StateShapeError, default_state_dir, read_json
+from raylens.cost.state_health import StateHealth, set_aside_name
+from raylens.files import FileRefused
 
 log = logging.getLogger("raylens.cost")
 
@@ -69,6 +71,7 @@ class CostSetup:
     pricer: NodePricer
     engine: CostEngine
     state_dir: Path | None
+    state_health: StateHealth
 
 
 def load_files(config: CostConfig, source: str = "configuration") -> tuple[PriceCatalog, tuple[Budget, ...], Quotas]:
@@ -91,17 +94,38 @@ def load_files(config: CostConfig, source: str = "configuration") -> tuple[Price
     return catalog, budgets, quotas
 
 
-def restore_state(state_dir: Path) -> EngineState | None:
+def restore_state(state_dir: Path, health: StateHealth | None = None) -> EngineState | None:
+    """The saved state, or None when there is none or it cannot be used.
+
+    A file that cannot be used (unreadable, too large, not JSON, of another shape) is renamed
+    ``cost-state.json.unreadable-<UTC time>`` and reported (log line, ``health``); the exporter starts
+    afresh instead of failing on every restart. Atomic writes make this rare (a disk fault, a hand
+    edit, a file from another program). Node spend is re-derived from node lifetimes Ray still knows;
+    attribution history is lost until the file is restored (docs/runbooks/RaylensCostStateSetAside.md).
+    """
     path = state_dir / STATE_FILE
     try:
         data = read_json(path)
         return EngineState.from_json(data) if data is not None else None
-    except (ValueError, TypeError, KeyError) as error:
-        # Atomic writes make this unlikely; keep the file for a human and start afresh (node spend is
-        # re-derived from node lifetimes; attribution history is lost).
-        aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
-        os.replace(path, aside)
-        log.error("cost state unreadable; starting afresh", extra={"path": str(aside), "error": str(error)})
+    except (FileRefused, StateShapeError) as error:
+        reason = error.reason if isinstance(error, FileRefused) else str(error)
+        aside = set_aside_name(path, time.time())
+        try:
+            os.replace(path, aside)
+        except OSError as move_error:
+            # Starting afresh would overwrite the only copy on the first save: refuse to start instead.
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        str(path),
+                        "",
+                        MISSING,
+                        f"unusable cost state ({reason}) and it cannot be set aside ({move_error.strerror}); "
+                        "move it away by hand",
+                    )
+                ]
+            ) from None
+        (health or StateHealth(state_dir)).restore_failed(path, aside, reason)
         return None
 
 
@@ -127,5 +151,6 @@ def load_cost_setup(config: CostConfig, source: str = "configuration") -> CostSe
         instance_metadata=lambda: query_instance_metadata(config.instance_metadata_timeout_seconds),
         local_addresses=local_addresses,
     )
-    engine = CostEngine(config, pricer, budgets, restore_state(state_dir))
-    return CostSetup(catalog, budgets, quotas, pricer, engine, state_dir)
+    health = StateHealth(state_dir)
+    engine = CostEngine(config, pricer, budgets, restore_state(state_dir, health))
+    return CostSetup(catalog, budgets, quotas, pricer, engine, state_dir, health)
