@@ -31,7 +31,7 @@ def quote(value: Any) -> str:
         text = _QUOTE.repr(value)
     except Exception:  # a repr that fails must not hide the problem being reported
         text = f"<{type(value).__name__}>"
-    return shorten(text, VALUE_QUOTE_MAX)
+    return shorten(text, VALUE_QUOTE_MAX // 2)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from raylens.cost.budgets import Budget, load_budgets
 from raylens.cost.catalog import PriceCatalog, load_catalog
 from raylens.cost.engine import CostEngine
 from raylens.cost.instance_metadata import local_addresses, query_instance_metadata
+from raylens.cost.plausibility import budget_warnings, price_warnings, spend_rate
 from raylens.cost.pricing import NodePricer
 from raylens.cost.quotas import Quotas, load_quotas
 from raylens.cost.state import STATE_FILE, EngineState, StateShapeError, default_state_dir, read_json
@@ -129,6 +130,26 @@ def restore_state(state_dir: Path, health: StateHealth | None = None) -> EngineS
         return None
 
 
+def peek_state(state_dir: Path) -> EngineState | None:
+    """The saved state for reading only (``config check``): None when absent or unusable, untouched."""
+    try:
+        data = read_json(state_dir / STATE_FILE)
+        return EngineState.from_json(data) if data is not None else None
+    except (FileRefused, StateShapeError):
+        return None
+
+
+def log_plausibility(
+    catalog: PriceCatalog, budgets: tuple[Budget, ...], budgets_source: str, state: EngineState | None
+) -> None:
+    """Start-up warnings for implausible money (``raylens.cost.plausibility``); the exporter still starts."""
+    for warning in price_warnings(catalog) + budget_warnings(budgets, budgets_source, spend_rate(state)):
+        log.warning(
+            "implausible money in the configuration; check the unit",
+            extra={"file": warning.source, "field": warning.field, "value": warning.value, "why": warning.expected},
+        )
+
+
 def load_cost_setup(config: CostConfig, source: str = "configuration") -> CostSetup:
     catalog, budgets, quotas = load_files(config, source)
     state_dir = config.state_dir or default_state_dir()
@@ -152,5 +173,7 @@ def load_cost_setup(config: CostConfig, source: str = "configuration") -> CostSe
         local_addresses=local_addresses,
     )
     health = StateHealth(state_dir)
-    engine = CostEngine(config, pricer, budgets, restore_state(state_dir, health))
+    state = restore_state(state_dir, health)
+    log_plausibility(catalog, budgets, str(config.budgets_file), state)
+    engine = CostEngine(config, pricer, budgets, state)
     return CostSetup(catalog, budgets, quotas, pricer, engine, state_dir, health)
