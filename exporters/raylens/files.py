@@ -44,7 +44,7 @@ class Limits:
 # Configs, budgets, quotas, pricing and web config: 4 MiB holds the largest file the count limits
 # allow (docs/cost-model.md#limits) several times over; a pricing file at its 5,000-row maximum is
 # about 170,000 nodes. Nothing in these formats nests deeper than 8.
-CONFIG_LIMITS = Limits(max_bytes=4 << 20, max_depth=32, max_nodes=400_000)
+CONFIG_LIMITS = Limits(max_bytes=4 << 20, max_depth=32, max_nodes=200_000)
 # The exporter's own state: far above what a cluster of thousands of nodes and jobs writes, low enough
 # that a stray multi-gigabyte file is refused instead of exhausting memory.
 STATE_LIMITS = Limits(max_bytes=1 << 30, max_depth=16)
@@ -83,7 +83,8 @@ def _size(count: int) -> str:
 def read_bounded_text(path: Path, max_bytes: int) -> str:
     """The file's text, decoded as UTF-8 (a UTF-8 byte-order mark is dropped); ``FileRefused`` else."""
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise FileRefused(path, "not a regular file")
@@ -130,20 +131,29 @@ def load_yaml_text(text: str, path: Path | str, limits: Limits = CONFIG_LIMITS) 
         check_yaml_events(text, path, limits)
         return yaml.load(text, Loader=_Loader)  # a safe loader: CSafeLoader or SafeLoader
     except yaml.YAMLError as error:
-        raise _yaml_refusal(error, path) from None
+        raise _yaml_refusal(error, path, text) from None
     except (ValueError, RecursionError) as error:
         # Python refuses integers of more than 4,300 digits; libyaml's stack may give out first.
         raise FileRefused(path, f"not valid YAML: {shorten(str(error), 120)}") from None
 
 
-def _yaml_refusal(error: yaml.YAMLError, path: Path | str) -> FileRefused:
+def _yaml_refusal(error: yaml.YAMLError, path: Path | str, text: str) -> FileRefused:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    if "'\\t'" in problem or "#x0009" in problem:
+    if mark is not None and _character_at(text, mark.line, mark.column) == "\t":
         problem += " (a tab: YAML indents with spaces only)"
     column = f", column {mark.column + 1}" if mark is not None else ""
     return FileRefused(path, f"not valid YAML{column}: {shorten(problem, 160)}", line)
+
+
+def _character_at(text: str, line: int, column: int) -> str:
+    start = 0
+    for _ in range(line):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    return text[start + column : start + column + 1]
 
 
 class _Collection:
