@@ -22,7 +22,8 @@ from raylens.cost.pricing import NodePricer
 from raylens.cost.quotas import Quotas, load_quotas
 from raylens.cost.state import STATE_FILE, EngineState, StateShapeError, default_state_dir, read_json
 from raylens.cost.state_health import StateHealth, set_aside_name
-from raylens.files import FileRefused
+from raylens.files import FileMissing, FileRefused
+from raylens.files import read_json as read_bounded_json
 
 log = logging.getLogger("raylens.cost")
 
@@ -106,8 +107,10 @@ def restore_state(state_dir: Path, health: StateHealth | None = None) -> EngineS
     """
     path = state_dir / STATE_FILE
     try:
-        data = read_json(path)
-        return EngineState.from_json(data) if data is not None else None
+        # Read directly, not through state.read_json: a file holding `null` is corrupt, not absent.
+        return EngineState.from_json(read_bounded_json(path))
+    except FileMissing:
+        return None
     except (FileRefused, StateShapeError) as error:
         reason = error.reason if isinstance(error, FileRefused) else str(error)
         aside = set_aside_name(path, time.time())
