@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from raylens.config.limits import MAX_BUDGETS, MAX_QUOTAS, MAX_ROLES
+from raylens.stack.ports import free_port
 
 CONFIG, BUDGETS, QUOTAS, PRICING, WEB = "config", "budgets", "quotas", "pricing", "web"
 
@@ -297,3 +299,19 @@ CASES: tuple[Case, ...] = (
     Case("dev-zero", BUDGETS, "/dev/zero as budgets.yaml (endless)", "not a regular file", _dev_zero),
     Case("fifo", PRICING, "a named pipe as a pricing file (would block forever)", "not a regular file", _fifo),
 )
+
+
+def exporter_argv(case: Case, path: Path, tmp_path: Path) -> list[str]:
+    """``python -m raylens exporter`` reaching ``path`` in the case's role (a config written to tmp_path)."""
+    argv = [sys.executable, "-m", "raylens", "exporter", f"--web.listen-address=127.0.0.1:{free_port()}"]
+    if case.role == CONFIG:
+        return [*argv, f"--config.file={path}", "--collectors=node"]
+    if case.role == WEB:
+        return [*argv, f"--web.config.file={path}", "--collectors=node"]
+    cost: dict[str, object] = {"state_dir": str(tmp_path / "state")}
+    cost[{BUDGETS: "budgets_file", QUOTAS: "quotas_file"}.get(case.role, "pricing_files")] = (
+        [str(path)] if case.role == PRICING else str(path)
+    )
+    config = tmp_path / "raylens.yaml"
+    config.write_text(json.dumps({"cost": cost}))
+    return [*argv, f"--config.file={config}", "--collectors=cost"]

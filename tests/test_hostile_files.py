@@ -11,15 +11,13 @@ import contextlib
 import io
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from hostile_corpus import BUDGETS, CASES, CONFIG, PRICING, QUOTAS, WEB, Case
+from hostile_corpus import CASES, Case, exporter_argv
 
 from raylens.cli import main
-from raylens.stack.ports import free_port
 
 # A guard against hangs and bombs, not a timing claim (the measured figures are in docs/reliability.md).
 GUARD_SECONDS = 20.0
@@ -50,21 +48,6 @@ def test_config_check_refuses_with_one_line(case: Case, tmp_path: Path) -> None:
     assert time.monotonic() - started < GUARD_SECONDS
     assert code == 2 and out == ""
     assert_one_clear_line(err, case, path)
-
-
-def exporter_argv(case: Case, path: Path, tmp_path: Path) -> list[str]:
-    argv = [sys.executable, "-m", "raylens", "exporter", f"--web.listen-address=127.0.0.1:{free_port()}"]
-    if case.role == CONFIG:
-        return [*argv, f"--config.file={path}", "--collectors=node"]
-    if case.role == WEB:
-        return [*argv, f"--web.config.file={path}", "--collectors=node"]
-    cost: dict[str, object] = {"state_dir": str(tmp_path / "state")}
-    cost[{BUDGETS: "budgets_file", QUOTAS: "quotas_file"}.get(case.role, "pricing_files")] = (
-        [str(path)] if case.role == PRICING else str(path)
-    )
-    config = tmp_path / "raylens.yaml"
-    config.write_text(json.dumps({"cost": cost}))
-    return [*argv, f"--config.file={config}", "--collectors=cost"]
 
 
 @pytest.mark.slow

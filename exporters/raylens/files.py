@@ -18,9 +18,12 @@ milliseconds and never expanded; the document is then loaded with libyaml's C lo
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,10 +129,25 @@ def read_yaml(path: Path, limits: Limits = CONFIG_LIMITS) -> Any:
     return load_yaml_text(text, path, limits)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Building a document allocates hundreds of thousands of containers, each allocation a step towards
+    a cyclic collection that rescans the whole heap: 3.5 of 8.9 s for a 5,000-row pricing file. The
+    documents hold no cycles (recursive aliases are refused), so reference counting frees them anyway."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_yaml_text(text: str, path: Path | str, limits: Limits = CONFIG_LIMITS) -> Any:
     try:
-        check_yaml_events(text, path, limits)
-        return yaml.load(text, Loader=_Loader)  # a safe loader: CSafeLoader or SafeLoader
+        with _collector_paused():
+            check_yaml_events(text, path, limits)
+            return yaml.load(text, Loader=_Loader)  # a safe loader: CSafeLoader or SafeLoader
     except yaml.YAMLError as error:
         raise _yaml_refusal(error, path, text) from None
     except (ValueError, RecursionError) as error:
@@ -235,7 +253,8 @@ def read_json(path: Path, limits: Limits = STATE_LIMITS) -> Any:
     """Parse a JSON file within ``limits``; ``FileMissing`` when absent, ``FileRefused`` otherwise."""
     text = read_bounded_text(path, limits.max_bytes)
     try:
-        data = json.loads(text)
+        with _collector_paused():
+            data = json.loads(text)
     except json.JSONDecodeError as error:
         raise FileRefused(path, f"not valid JSON, column {error.colno}: {error.msg}", error.lineno) from None
     except (ValueError, RecursionError) as error:
