@@ -31,12 +31,12 @@ PRICE_RATIO_LIMIT = 20.0
 PRICE_CEILING_FACTOR = 3.0
 BUDGET_RATIO_LIMIT = 1000.0
 PERIOD_HOURS = {"day": 24.0, "week": 168.0, "month": HOURS_PER_MONTH}
-# Factors a figure is most often off by, and what the figure then really was.
+# Factors a figure is most often off by, and what the figure then really was; most frequent first.
 _UNIT_MISTAKES = (
     (HOURS_PER_MONTH, "a monthly price"),
-    (8760.0, "a yearly price"),
-    (24.0, "a daily price"),
     (100.0, "cents"),
+    (24.0, "a daily price"),
+    (8760.0, "a yearly price"),
 )
 
 
@@ -48,7 +48,19 @@ def _likely_unit(
     best = min(_UNIT_MISTAKES, key=lambda mistake: abs(math.log(ratio / mistake[0])))
     if abs(math.log(ratio / best[0])) > math.log(2.0):
         return ""
-    return f"; likely {best[1]}: {value:,.6g} ÷ {best[0]:g} = {value / best[0]:,.4g} {unit}"
+    return _hint(best, value, unit)
+
+
+def _likely_unit_below(ceiling: float, value: float, unit: str) -> str:
+    """The hint for a figure above any plausible one: the first usual mistake that brings it under ``ceiling``."""
+    for mistake in _UNIT_MISTAKES:
+        if value / mistake[0] <= ceiling:
+            return _hint(mistake, value, unit)
+    return ""
+
+
+def _hint(mistake: tuple[float, str], value: float, unit: str) -> str:
+    return f"; likely {mistake[1]}: {value:,.6g} ÷ {mistake[0]:g} = {value / mistake[0]:,.4g} {unit}"
 
 
 @lru_cache(maxsize=1)
@@ -90,7 +102,7 @@ def price_warnings(catalog: PriceCatalog) -> list[ConfigProblem]:
                             entry.usd_per_hour,
                             f"{entry.usd_per_hour / dearest:.0f} times the catalog's most expensive type "
                             f"({dearest_type}, {dearest:g} USD/h)"
-                            + _likely_unit(entry.usd_per_hour / dearest, entry.usd_per_hour, "USD/h"),
+                            + _likely_unit_below(dearest, entry.usd_per_hour, "USD/h"),
                         )
                     )
             spot = entry.spot_usd_per_hour
@@ -119,7 +131,7 @@ def price_warnings(catalog: PriceCatalog) -> list[ConfigProblem]:
                         f"resource_prices: {name}.{field}",
                         price,
                         f"{price / ceiling:.0f} times the dearest {resource} price in the catalog "
-                        f"({ceiling:.4g} USD/h)" + _likely_unit(price / ceiling, price, "USD/h"),
+                        f"({ceiling:.4g} USD/h)" + _likely_unit_below(ceiling, price, "USD/h"),
                     )
                 )
     return found
