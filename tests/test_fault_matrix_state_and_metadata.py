@@ -213,9 +213,11 @@ def test_disk_full_keeps_serving_counts_failed_saves_and_loses_no_money(
         saved = json.loads((state_dir / STATE_FILE).read_text())
         assert sum(node[3][0] for node in saved["nodes"].values()) == pytest.approx(after, rel=1e-9)
         assert log_events(exporter, "cost state saved again")
+        expected = rate * (accounted_after - accounted_before)
         print(
-            f"disk-full row: {int(one(found, 'raylens_cost_state_persist_failures_total'))} failed saves, "
-            f"outage {outage:.1f}s, spend over it {after - before:.6f} USD = rate x accounted time"
+            f"disk-full row: {int(one(found, 'raylens_cost_state_persist_failures_total'))} failed saves over "
+            f"{outage:.1f} s; spend between the last save before and the first after: {after - before:.9f} USD, "
+            f"price x time accounted: {expected:.9f} USD (difference {abs(after - before - expected):.1e})"
         )
 
 
