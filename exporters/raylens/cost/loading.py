@@ -112,7 +112,9 @@ def restore_state(state_dir: Path, health: StateHealth | None = None) -> EngineS
     except FileMissing:
         return None
     except (FileRefused, StateShapeError) as error:
-        reason = error.reason if isinstance(error, FileRefused) else str(error)
+        reason = str(error)
+        if isinstance(error, FileRefused):  # the path is logged apart
+            reason = f"line {error.line}: {error.reason}" if error.line is not None else error.reason
         aside = set_aside_name(path, time.time())
         try:
             os.replace(path, aside)
