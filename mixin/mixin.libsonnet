@@ -200,12 +200,12 @@
           },
           {
             alert: "RaylensCostStatePersistFailing",
-            expr: ("increase(raylens_cost_state_persist_failures_total{%(exporter_selector)s}[5m]) > 0" % $._config),
+            expr: ("increase(raylens_cost_state_save_errors_total{%(exporter_selector)s}[5m]) > 0" % $._config),
             'for': ("%(collector_failing_for)s" % $._config),
             labels: { severity: "warning" },
             annotations: {
               summary: "The exporter cannot save its cost state.",
-              description: ("Saving the cost state on {{ $labels.instance }} has failed for %(collector_failing_for)s (disk full, read-only or I/O errors); spend counters are held back until a save succeeds, and a restart now would lose the spend since the last good save." % $._config),
+              description: ("Saving the cost state on {{ $labels.instance }} has failed for %(collector_failing_for)s (disk full, read-only or I/O errors); spend counters are held at their last saved values until a save succeeds, and a restart now would lose the spend since then." % $._config),
               runbook_url: $._config.runbook_url_base + "RaylensCostStatePersistFailing.md",
             },
           },

@@ -159,3 +159,32 @@ def test_a_state_with_any_one_part_replaced_restores_or_is_a_shape_error(data: s
         node = node[key]
     node[path[-1]] = data.draw(JSON)
     restores_or_refuses(state)
+
+
+def test_failed_saves_stay_visible_while_accounting_is_stuck(tmp_path: Path) -> None:
+    """The save-error counter and the accounting lag go out even while the collector reports failure."""
+    from dataclasses import replace
+
+    from prometheus_client import CollectorRegistry
+    from test_ray_collector import node, sample_snapshot
+
+    from raylens.collectors.base import ScrapeHealthCollector
+    from raylens.collectors.cost import CostCollector
+    from raylens.config import CostConfig
+    from raylens.cost.catalog import load_catalog
+    from raylens.cost.engine import CostEngine
+    from raylens.cost.pricing import NodePricer
+    from raylens.cost.ray_source import observation_from_snapshot
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")  # the state directory is a file: every save fails with an OSError
+    config = CostConfig(default_instance_type="m5.xlarge")
+    collector = CostCollector(config, CostEngine(config, NodePricer(config, load_catalog())), state_dir=blocked)
+    snapshot = replace(sample_snapshot(), nodes=(node(),), actors=(), tasks=())
+    assert collector.account(observation_from_snapshot(snapshot))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ScrapeHealthCollector([collector]))
+    assert registry.get_sample_value("raylens_cost_state_save_errors_total") == 1
+    assert registry.get_sample_value("raylens_cost_accounting_lag_seconds") is not None
+    assert registry.get_sample_value("raylens_scrape_collector_success", {"collector": "cost"}) == 0
+    assert registry.get_sample_value("raylens_cost_node_dollars_total", {"node_id": "n1"}) is None  # held back

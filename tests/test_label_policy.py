@@ -181,7 +181,8 @@ def test_node_names_and_labels_reach_the_ray_exposition_capped(name: str, key: s
 
 def cost_registry(snapshot: Any, config: CostConfig, state: EngineState | None = None) -> CollectorRegistry:
     engine = CostEngine(config, NodePricer(config, load_catalog()), state=state)
-    collector = CostCollector(config, engine, lambda: observation_from_snapshot(snapshot))
+    collector = CostCollector(config, engine)
+    assert collector.account(observation_from_snapshot(snapshot))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ScrapeHealthCollector([collector]))
     return registry
