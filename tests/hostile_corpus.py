@@ -183,7 +183,7 @@ CASES: tuple[Case, ...] = (
     Case(
         "huge-file",
         BUDGETS,
-        "5 MB budgets.yaml of 29,000 budgets (over the 4 MiB size limit)",
+        "6 MB budgets.yaml of 29,000 budgets (over the 4 MiB size limit)",
         "the limit is 4 MiB",
         _text("huge.yaml", budgets_yaml(29_000, name_length=80)),
     ),
