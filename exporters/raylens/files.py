@@ -44,9 +44,9 @@ class Limits:
     max_nodes: int = 0  # YAML only: nodes after expanding every alias (0: no limit)
 
 
-# Configs, budgets, quotas, pricing and web config: 4 MiB holds the largest file the count limits
-# allow (docs/cost-model.md#limits) several times over; a pricing file at its 5,000-row maximum is
-# about 170,000 nodes. Nothing in these formats nests deeper than 8.
+# Configs, budgets, quotas, pricing and web config: 4 MiB is over three times the largest file the count
+# limits allow (docs/cost-model.md#limits: a 5,000-row pricing file with 1,000 resource prices is
+# 1.2 MB and about 112,000 nodes). Nothing in these formats nests deeper than 8.
 CONFIG_LIMITS = Limits(max_bytes=4 << 20, max_depth=32, max_nodes=200_000)
 # The exporter's own state: far above what a cluster of thousands of nodes and jobs writes, low enough
 # that a stray multi-gigabyte file is refused instead of exhausting memory.
