@@ -10,7 +10,7 @@ from typing import Any
 import requests
 
 from raylens.dashboards.build import build_dashboards, iter_panels
-from raylens.dashboards.validate import all_values, substitute
+from raylens.dashboards.validate import all_values, is_loki, substitute
 from raylens.stack.tools import bundle_root
 
 
@@ -57,6 +57,10 @@ def empty_targets(
         for panel in iter_panels(dashboard):
             key = (dashboard["uid"], panel["title"])
             for target in panel["targets"]:
+                if is_loki(target):
+                    # No Loki can run here: LogQL panels are checked offline against the labels
+                    # Alloy sets (tests/test_log_shipping.py).
+                    continue
                 compared = "offset $__range" in target["expr"]
                 expr = substitute(target["expr"], {**values, **previous_range} if compared else values)
                 instant = target.get("instant")

@@ -44,6 +44,18 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     "ray_memory_manager_worker_eviction_total only at the first OOM kill; CI never exhausts memory",
     ("raylens-ray-core", "Unschedulable tasks by reason"): "ray_scheduler_unscheduleable_tasks appears "
     "only when a task asks for resources no node has",
+    # Issue #11: the recommend collector needs hours of history (its shortest window is 6 h); these
+    # panels are checked on backfilled history in tests/test_recommend.py instead.
+    **{
+        ("raylens-cost", title): "recommendations need hours of history; see test_recommend.py's Savings row test"
+        for title in (
+            "Potential savings per month",
+            "Recommendations",
+            "Savings per month by kind",
+            "Potential savings over time",
+            "What to change",
+        )
+    },
 }
 # Listed above but allowed to have data, because it depends on timing rather than on a condition
 # CI never creates.

@@ -45,6 +45,7 @@ from raylens.cost.ray_source import REQUIRED_SOURCES, IncompleteSnapshot, observ
 from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, write_json_atomically
 from raylens.cost.state_health import StateHealth
 from raylens.ray.snapshot import ClusterSnapshot
+from raylens.recommend.node_workloads import node_workload_metrics  # issue #11
 
 log = logging.getLogger("raylens.cost")
 
@@ -152,7 +153,8 @@ class CostCollector(Collector):
                 log.info("cost state saved again", extra={"held_back_seconds": held_back})
                 self._unsaved_since = None
             self._published = _Published(
-                spend=tuple(self._spend_metrics(report)),
+                # issue #11: + what each node's jobs hold by workload, the spot recommendation's evidence
+                spend=(*self._spend_metrics(report), *node_workload_metrics(report)),
                 budgets=tuple(self._budget_metrics()),
                 quotas=tuple(self._quota_metrics(report)),
             )

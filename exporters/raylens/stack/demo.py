@@ -95,6 +95,7 @@ def apply_demo_settings(config: dict, state_dir: Path) -> dict:
     cost["pricing_files"] = [*cost.get("pricing_files", []), str(pricing)]
     cost.setdefault("budgets_file", str(budgets))
     cost.setdefault("quotas_file", str(quotas))
-    cost.setdefault("volumes", [DEMO_VOLUME])
+    if not cost.get("volumes"):  # the stack's config dump carries the default, an empty list
+        cost["volumes"] = [DEMO_VOLUME]
     cost.setdefault("state_dir", str(state_dir / "cost"))
     return config
