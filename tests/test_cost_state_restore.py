@@ -188,3 +188,21 @@ def test_failed_saves_stay_visible_while_accounting_is_stuck(tmp_path: Path) -> 
     assert registry.get_sample_value("raylens_cost_accounting_lag_seconds") is not None
     assert registry.get_sample_value("raylens_scrape_collector_success", {"collector": "cost"}) == 0
     assert registry.get_sample_value("raylens_cost_node_dollars_total", {"node_id": "n1"}) is None  # held back
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[]", b'"text"', b"null", bytes(range(256)), b"9" * 5000, b'{"previous": 5}', b'{"emitted": 7}', b"[" * 50_000],
+    ids=["list", "string", "null", "binary", "huge number", "previous a number", "emitted a number", "deep"],
+)
+def test_the_events_state_of_any_shape_never_stops_start_up(
+    content: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other state file the exporter keeps (raylens.ray.event_log) goes through the same reader."""
+    from test_events import recorder
+
+    (tmp_path / "events.jsonl.state.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        started = recorder(tmp_path)
+    assert not started.disabled_reason
+    assert any("events state" in record.getMessage() for record in caplog.records)
