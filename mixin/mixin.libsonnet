@@ -193,6 +193,28 @@
               runbook_url: $._config.runbook_url_base + "RaylensCollectorFailing.md",
             },
           },
+          {
+            alert: "RaylensCostStateSetAside",
+            expr: ("raylens_cost_state_set_aside_files{%(exporter_selector)s} > 0" % $._config),
+            'for': "0m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "The cost state was unreadable and has been set aside; spend history restarted.",
+              description: "{{ $value }} unreadable cost state file(s) sit in cost.state_dir of {{ $labels.instance }}. The exporter started afresh: node spend was re-derived from what Ray still knows; attribution (users, projects, jobs) and budget spend to date restarted at 0 until the file is restored.",
+              runbook_url: $._config.runbook_url_base + "RaylensCostStateSetAside.md",
+            },
+          },
+          {
+            alert: "RaylensCostStatePersistFailing",
+            expr: ("increase(raylens_cost_state_save_errors_total{%(exporter_selector)s}[5m]) > 0" % $._config),
+            'for': ("%(collector_failing_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "The exporter cannot save its cost state.",
+              description: ("Saving the cost state on {{ $labels.instance }} has failed for %(collector_failing_for)s (disk full, read-only or I/O errors); spend counters are held at their last saved values until a save succeeds, and a restart now would lose the spend since then." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensCostStatePersistFailing.md",
+            },
+          },
         ],
       },
       {

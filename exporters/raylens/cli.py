@@ -72,8 +72,11 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return config
 
     # Main configs, budgets, quotas and pricing files, validated together (raylens.cost.files).
-    for line in check_config_files(args.files, check_main):
+    result = check_config_files(args.files, check_main, strict=args.strict)
+    for line in result.report:
         print(line)
+    for warning in result.warnings:
+        print(f"raylens: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -113,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config file without starting anything")
     check.add_argument(
         "files", type=Path, nargs="+", metavar="FILE", help="raylens.yaml, budgets.yaml, quotas.yaml, pricing files"
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat implausible money (a monthly price in usd_per_hour, a budget in cents) as an error",
     )
     check.set_defaults(handler=cmd_config_check)
 

@@ -16,6 +16,7 @@ from raylens import __version__
 from raylens.cluster import ClusterLabelCollector, ClusterName
 from raylens.collectors import ScrapeHealthCollector, build_collectors
 from raylens.config import RaylensConfig, parse_listen_address
+from raylens.labels import LabelPolicyCollector
 from raylens.ray.endpoints import ClusterEndpoints
 from raylens.ray.state import shared_refresher
 from raylens.web.server import make_app, make_http_server
@@ -56,7 +57,7 @@ def build_registry(config: RaylensConfig) -> CollectorRegistry:
     # Our collectors cannot describe themselves without scraping; registering them as "without
     # names" keeps them out of collection at registration and still lets `?name[]=` filter them.
     registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
-    collectors = [ScrapeHealthCollector(build_collectors(config)), BuildInfoCollector()]
+    collectors = [ScrapeHealthCollector(build_collectors(config)), BuildInfoCollector(), LabelPolicyCollector()]
     collectors.append(ProcessCollector(registry=None))
     # Every series, ours and the process ones, carries `cluster`: added here once, never per collector.
     registry.register(ClusterLabelCollector(collectors, cluster_name(config)))

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raylens.config import ConfigError, ConfigProblem, problems_from_validation, read_yaml_mapping
+from raylens.config.limits import MAX_BUDGETS, at_most
 
 BudgetScope = Literal["org", "cloud", "project", "team", "user"]
 DEFAULT_THRESHOLDS_PERCENT = (50.0, 80.0, 100.0)
@@ -80,6 +81,8 @@ class BudgetsFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     budgets: list[Budget] = Field(default_factory=list)
+
+    _count = field_validator("budgets", mode="before")(at_most(MAX_BUDGETS, "budgets"))
 
 
 def validate_budgets(data: dict[str, Any], source: str, clouds: Iterable[str]) -> tuple[Budget, ...]:

@@ -33,6 +33,7 @@ from raylens.cost.attribution import (
     UNALLOCATED,
     WorkloadClassifier,
     job_labels,
+    job_workload,
     serve_deployment,
 )
 from raylens.cost.budgets import Budget
@@ -312,7 +313,7 @@ class CostEngine:
                 record.user, record.project, record.team = found.user, found.project, found.team
                 record.submission_id = info.submission_id or ""
                 record.start, record.end = info.start_time, info.end_time
-                workload = info.metadata.get(config.workload_metadata_key)
+                workload = job_workload(info.metadata, config)
                 if workload:
                     record.workload, record.workload_source = workload, "metadata"
             if record.workload_source in ("", "default") and job_id in names:
