@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     from raylens.cost.explain import add_cost_commands
 
     add_cost_commands(commands)
+
+    from raylens.remediation.cli import add_remediation_commands
+
+    add_remediation_commands(commands)
     return parser
 
 

@@ -39,6 +39,7 @@ from raylens.config.errors import (
 from raylens.config.exporter import ExporterConfig, LogConfig, NodeConfig
 from raylens.config.gpu import GpuConfig
 from raylens.config.ray import RAY_JOB_INFO_LABELS, RayConfig
+from raylens.config.remediation import RemediationConfig
 
 __all__ = [
     "DEFAULT_DISK_DEVICE_EXCLUDE",
@@ -65,6 +66,7 @@ __all__ = [
     "Percent",
     "RayConfig",
     "RaylensConfig",
+    "RemediationConfig",
     "VolumeConfig",
     "load_config",
     "parse_listen_address",
@@ -81,6 +83,7 @@ class RaylensConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     cost: CostConfig = CostConfig()
     gpu: GpuConfig = GpuConfig()
+    remediation: RemediationConfig = RemediationConfig()
 
 
 # Environment variables for the settings most often changed per machine.
@@ -95,6 +98,7 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "RAYLENS_RAY_NODE_ID": ("node", "ray_node_id"),
     "RAYLENS_RAY_ADDRESS": ("ray", "address"),
     "RAYLENS_COST_STATE_DIR": ("cost", "state_dir"),
+    "RAYLENS_INCIDENTS_DB": ("remediation", "database"),
 }
 LIST_FIELDS = {("exporter", "collectors")}
 
