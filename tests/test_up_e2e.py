@@ -66,7 +66,7 @@ def test_up_demo_status_down(tmp_path: Path) -> None:
         state = read_state(state_dir)
         assert state is not None
         components = {component["name"]: component for component in state["components"]}
-        assert set(components) == {"sink", "alertmanager", "ray-head", "exporter", "prometheus"}
+        assert set(components) == {"sink", "alertmanager", "ray-head", "exporter", "prometheus", "remediate"}
         temp_dir = Path(components["ray-head"]["temp_dir"])
         prometheus = state["urls"]["prometheus"]
 
@@ -98,8 +98,9 @@ def test_up_demo_status_down(tmp_path: Path) -> None:
             timeout=60,
         )
         assert status.returncode == 0, status.stdout + status.stderr
-        for name in ("sink", "alertmanager", "ray-head", "exporter", "prometheus"):
+        for name in ("sink", "alertmanager", "ray-head", "exporter", "prometheus", "remediate"):
             assert any(line.split()[:2] == [name, "up"] for line in status.stdout.splitlines()), status.stdout
+        assert state["urls"]["remediate"] in status.stdout
         assert "vision" in status.stdout and "search" in status.stdout
         assert "search-daily" in status.stdout and "% used" in status.stdout
 

@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "malformed", "too_large", "length_required", "not_found")
-RESULTS = ("acted", "dry_run", "skipped", "failed", "duplicate")
+RESULTS = ("acted", "dry_run", "skipped", "failed", "duplicate", "deferred")
 
 
 class OpenIncidentsCollector(Collector):
@@ -49,7 +49,8 @@ class RemediationMetrics:
         )
         self.actions = Counter(
             "raylens_remediation_actions",
-            "Remediation decisions by action and result: acted, dry_run, skipped, failed, duplicate (a re-delivery).",
+            "Remediation decisions by action and result: acted, dry_run, skipped, failed, duplicate (a "
+            "re-delivery), deferred (a restart backing off; it counts again when it runs).",
             ["action", "result"],
             registry=self.registry,
         )

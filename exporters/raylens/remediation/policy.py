@@ -3,7 +3,8 @@
 In order: a rule maps the alert's labels to an action; the same alert episode (group key,
 fingerprint, start time) is decided once, so re-sent notifications never repeat an action; the
 target must be on the allow-list (a configured cluster, an opted-in budget); at most
-``max_actions_per_hour`` actions run per rolling hour; restarts of one target back off and are
+``max_actions_per_hour`` actions run per rolling hour; restarts of one target back off (the
+restart is deferred until its backoff has passed, like Kubernetes' CrashLoopBackOff) and are
 capped per hour; and one action at a time runs per target (a cluster-wide action excludes every
 action inside that cluster). Each decision is stored before it is acted on.
 """
@@ -32,6 +33,10 @@ HOUR = 3600.0
 _RESTART_SUFFIX = re.compile(r"^(.+?)(-restart-\d+)+$")
 
 
+def _clock(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) + " UTC"
+
+
 def restart_root(submission_id: str) -> str:
     """The job a chain of restarts started from: ``train-7-restart-2`` -> ``train-7``."""
     match = _RESTART_SUFFIX.match(submission_id)
@@ -50,11 +55,12 @@ class Decision:
     action_id: int | None = None
     skip_reason: str | None = None
     duplicate_of: dict | None = None
+    defer_until: float | None = None
     holds_target: bool = field(default=False, repr=False)
 
     @property
     def runs(self) -> bool:
-        return self.skip_reason is None and self.duplicate_of is None
+        return self.skip_reason is None and self.duplicate_of is None and self.defer_until is None
 
 
 class Policy:
@@ -82,7 +88,10 @@ class Policy:
             return None
         action = rule.action if rule else labels["remediation"]
         cluster = self.cluster_for(labels)
-        target, problem = self._target(action, rule, labels, cluster)
+        if rule is None:
+            target, problem = "-", f"no rule maps remediation={action!r} (remediation.rules)"
+        else:
+            target, problem = self._target(action, rule, labels, cluster)
         decision = Decision(action, alert, notification.group_key, incident_id, rule, target, cluster)
         now = self.clock()
         key = "\x1f".join((notification.group_key, alert.fingerprint, f"{alert.starts_at:.3f}", action))
@@ -92,9 +101,24 @@ class Policy:
         if decision.action_id is None:
             decision.duplicate_of = self.store.action_by_key(key)
             return decision
-        if rule is None:
-            problem = f"no rule maps remediation={labels['remediation']!r} (remediation.rules)"
-        problem = problem or self._limits(action, target, now) or self._claim_target(target)
+        if problem:
+            decision.skip_reason = problem
+            self.store.update_action(decision.action_id, "skipped", now, problem)
+            return decision
+        return self.recheck(decision)
+
+    def recheck(self, decision: Decision) -> Decision:
+        """Limits, backoff and the target lock, now: a decision made earlier and deferred comes back here."""
+        now = self.clock()
+        assert decision.action_id is not None
+        decision.defer_until = None
+        limit = self._limits(decision.action, decision.target, now)
+        if isinstance(limit, float):
+            decision.defer_until = limit
+            reason = f"backoff: restart of {decision.target} deferred {limit - now:.0f}s, until {_clock(limit)}"
+            self.store.update_action(decision.action_id, "deferred", now, reason)
+            return decision
+        problem = limit or self._claim_target(decision.target)
         if problem:
             decision.skip_reason = problem
             self.store.update_action(decision.action_id, "skipped", now, problem)
@@ -103,11 +127,10 @@ class Policy:
         return decision
 
     def _target(
-        self, action: str, rule: RemediationRule | None, labels: dict[str, str], cluster: ClusterTarget | None
+        self, action: str, rule: RemediationRule, labels: dict[str, str], cluster: ClusterTarget | None
     ) -> tuple[str, str | None]:
         if action == "run-command":
-            name = rule.command if rule else ""
-            return f"command/{name}/{cluster.name if cluster else '-'}", None
+            return f"command/{rule.command}/{cluster.name if cluster else '-'}", None
         if cluster is None:
             return "-", "no allow-listed cluster matches the alert's labels (remediation.clusters)"
         if action in ("scale-down", "terminate-idle-cluster"):
@@ -131,7 +154,8 @@ class Policy:
             )
         return f"{cluster.name}/budget/{value}", None
 
-    def _limits(self, action: str, target: str, now: float) -> str | None:
+    def _limits(self, action: str, target: str, now: float) -> str | float | None:
+        """Why the action may not run (text), or when it may (a restart backing off), or ``None``."""
         if self.config.dry_run:
             return None  # nothing runs, so nothing is rate limited; the dry run says what would happen
         recent = self.store.acted_since(now - HOUR)
@@ -143,10 +167,9 @@ class Policy:
         if len(restarts) >= self.config.max_restarts_per_hour:
             return f"{len(restarts)} restarts of {target} in the last hour (max_restarts_per_hour)"
         if restarts:
-            wait = self.config.restart_backoff_seconds * 2 ** (len(restarts) - 1)
-            allowed_at = restarts[-1] + wait
+            allowed_at = restarts[-1] + self.config.restart_backoff_seconds * 2 ** (len(restarts) - 1)
             if now < allowed_at:
-                return f"backoff: next restart of {target} allowed {allowed_at - now:.0f}s from now (after {wait:.0f}s)"
+                return float(allowed_at)
         return None
 
     def _claim_target(self, target: str) -> str | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prometheus_client import make_wsgi_app
+from prometheus_client import disable_created_metrics, make_wsgi_app
 
 from raylens.audit import record
 from raylens.config import RaylensConfig, parse_listen_address
@@ -125,8 +125,32 @@ class RemediationService:
             record("remediation.action", "skipped", actor=ACTOR, reason=decision.skip_reason, **context)
             log.info("remediation skipped", extra={**context, "reason": decision.skip_reason})
             return {**context, "outcome": "skipped", "reason": decision.skip_reason}
+        if decision.defer_until is not None:
+            return self._defer(decision, context)
         self.executor.submit(self._execute, decision, context)
         return {**context, "outcome": "queued", "dry_run": self.config.dry_run}
+
+    def _defer(self, decision: Decision, context: dict[str, Any]) -> dict[str, Any]:
+        assert decision.defer_until is not None
+        delay = max(0.0, decision.defer_until - time.time())
+        row = self.store.action_by_id(decision.action_id)
+        reason = row["reason"] if row else "backoff"
+        self.metrics.actions.labels(decision.action, "deferred").inc()
+        record("remediation.action", "deferred", actor=ACTOR, reason=reason, **context)
+        timer = threading.Timer(delay, self._resume, args=(decision, context))
+        timer.daemon = True
+        timer.start()
+        return {**context, "outcome": "deferred", "reason": reason}
+
+    def _resume(self, decision: Decision, context: dict[str, Any]) -> None:
+        self.policy.recheck(decision)
+        if decision.defer_until is not None:
+            self._defer(decision, context)
+        elif decision.skip_reason is not None:
+            self.metrics.actions.labels(decision.action, "skipped").inc()
+            record("remediation.action", "skipped", actor=ACTOR, reason=decision.skip_reason, **context)
+        else:
+            self.executor.submit(self._execute, decision, context)
 
     def _dashboard(self, decision: Decision) -> RayDashboard | None:
         cluster = decision.cluster
@@ -272,6 +296,8 @@ def run_remediation(
     stop: threading.Event | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop``); finish running actions before returning."""
+    # Counters' *_created series only double what a scrape shows; the exporter has none either.
+    disable_created_metrics()
     service = RemediationService(config, store, authenticator)
     service.recover()
     host, port = parse_listen_address(config.remediation.listen_address)

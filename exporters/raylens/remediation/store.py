@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS actions_by_target ON actions (target, decided_at);
 """
 
-# Outcomes of an action row: pending (decided, queued), started, then one of the final ones.
+# Outcomes of an action row: pending (decided, queued), deferred (backing off), started, then a final one.
 FINAL_OUTCOMES = ("acted", "dry_run", "skipped", "failed", "interrupted")
 JSON_COLUMNS = {"scope", "common_labels", "labels", "annotations", "detail", "impact"}
 
@@ -186,6 +186,10 @@ class Store:
             )
             return cursor.lastrowid if cursor.rowcount else None
 
+    def action_by_id(self, action_id: int | None) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM actions WHERE id = ?", (action_id,))
+        return rows[0] if rows else None
+
     def action_by_key(self, dedupe_key: str) -> dict[str, Any] | None:
         rows = self.query("SELECT * FROM actions WHERE dedupe_key = ?", (dedupe_key,))
         return rows[0] if rows else None
@@ -213,7 +217,7 @@ class Store:
 
     def interrupt_unfinished(self, at: float) -> list[dict[str, Any]]:
         """Actions a previous process left pending or started: marked interrupted, and returned."""
-        unfinished = self.query("SELECT * FROM actions WHERE outcome IN ('pending', 'started')")
+        unfinished = self.query("SELECT * FROM actions WHERE outcome IN ('pending', 'started', 'deferred')")
         for action in unfinished:
             self.update_action(action["id"], "interrupted", at, "the service stopped before the action finished")
         return unfinished
