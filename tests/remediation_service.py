@@ -123,7 +123,7 @@ def write_config(tmp_path: Path, remediation: dict[str, Any], name: str = "rayle
 
 @contextmanager
 def running_remediation(
-    tmp_path: Path, remediation: dict[str, Any], *args: str, port: int | None = None
+    tmp_path: Path, remediation: dict[str, Any], *args: str, port: int | None = None, scheme: str = "http"
 ) -> Iterator[RunningRemediation]:
     """Start ``python -m raylens remediate`` with this remediation section on a loopback port."""
     config, token = write_config(tmp_path, remediation)
@@ -142,7 +142,7 @@ def running_remediation(
         "remediate",
         argv,
         tmp_path / "remediate.log",
-        f"http://{address}/healthz",
+        f"{scheme}://{address}/healthz",
         env={"RAYLENS_AUDIT_LOG": str(audit_log)},
     )
     process.start()

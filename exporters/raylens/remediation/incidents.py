@@ -49,6 +49,9 @@ def scope_of(alerts: tuple[Alert, ...] | list[dict[str, str]], known: dict[str, 
         for label in SCOPE_LABELS:
             if labels.get(label):
                 scope.setdefault(label, set()).add(labels[label])
+        # Budget and quota alerts name who they cover as scope="project", match="vision".
+        if labels.get("scope") in ("project", "team", "user") and labels.get("match"):
+            scope.setdefault(labels["scope"], set()).add(labels["match"])
     return {label: sorted(scope[label]) for label in SCOPE_LABELS if label in scope}
 
 
