@@ -142,7 +142,7 @@ def test_incidents_and_audit_records_outlive_a_restart_with_correct_durations(tm
     assert len(rows) == 1 and rows[0].split()[:3] == ["1", "resolved", "critical"], listing.stdout
     assert "17m" in rows[0]  # resolved 1020 s after it started firing
     shown = raylens("incidents", "show", "1", database)
-    assert "RaylensServeErrorBudgetBurn (application=classifier) started firing" in shown.stdout
+    assert "RaylensServeErrorBudgetBurn (application=classifier, severity=critical) started firing" in shown.stdout
     acked = raylens("incidents", "ack", "1", "--by", "alice", database)
     assert "acknowledged by alice" in acked.stdout
     draft = tmp_path / "postmortem.md"

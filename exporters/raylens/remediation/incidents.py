@@ -55,8 +55,13 @@ def scope_of(alerts: tuple[Alert, ...] | list[dict[str, str]], known: dict[str, 
     return {label: sorted(scope[label]) for label in SCOPE_LABELS if label in scope}
 
 
+# Labels that tell two alerts of one group apart beyond their scope (a budget's 80 % and 100 %).
+DISTINGUISHING_LABELS = ("threshold", "severity")
+
+
 def describe_alert(alert: Alert) -> str:
-    scope = ", ".join(f"{label}={alert.labels[label]}" for label in SCOPE_LABELS if alert.labels.get(label))
+    shown = [*SCOPE_LABELS, *DISTINGUISHING_LABELS]
+    scope = ", ".join(f"{label}={alert.labels[label]}" for label in shown if alert.labels.get(label))
     return f"{alert.name}" + (f" ({scope})" if scope else "")
 
 

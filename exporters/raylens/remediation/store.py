@@ -204,6 +204,8 @@ class Store:
             row = db.execute("SELECT incident_id, action, target FROM actions WHERE id = ?", (action_id,)).fetchone()
             if row and row["incident_id"] is not None and outcome != "pending":
                 text = f"{row['action']} on {row['target']}: {outcome}" + (f" ({reason})" if reason else "")
+                if detail.get("steps"):
+                    text += ": " + "; ".join(detail["steps"])
                 self.add_event(db, row["incident_id"], at, "action", text, action_id=action_id)
 
     def acted_since(self, since: float, target: str | None = None) -> list[float]:
