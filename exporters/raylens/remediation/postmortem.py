@@ -66,7 +66,12 @@ def show_text(store: Store, incident_id: int, now: float) -> str:
     lines += [f"  {when(event['ts'])}  {event['text']}" for event in store.events(incident_id)]
     lines.append("Actions")
     actions = store.actions(incident_id)
-    lines += [f"  #{a['id']} {a['action']} on {a['target']}: {a['outcome']} {a['reason']}".rstrip() for a in actions]
+    for action in actions:
+        said = "; ".join(part for part in (action["reason"], *(action["detail"].get("steps") or [])) if part)
+        lines.append(
+            f"  #{action['id']} {action['action']} on {action['target']}: {action['outcome']}"
+            + (f" — {said}" if said else "")
+        )
     if not actions:
         lines.append("  none")
     return "\n".join(lines)
