@@ -25,8 +25,10 @@ from remediation_service import RunningRemediation, alert, notification, running
 
 from raylens.config import AlertsConfig
 from raylens.remediation.ray_api import RayDashboard
+from raylens.remediation.store import Store
 from raylens.rules.budgets import load_budgets_file
 from raylens.stack.ports import free_port
+from raylens.stack.ray_head import WORKER_PORT_RANGE
 from services import (
     RunningAlertmanager,
     RunningExporter,
@@ -46,9 +48,7 @@ BUDGETS = [
     {"name": "vision-e2e", "scope": "project", "match": "vision", "amount_usd": 4, "period": "month"},
 ]
 FAST_ALERTS = AlertsConfig(budget_threshold_for="2s", budget_projection_for="2s")
-SERVE_CONFIG = {
-    "applications": [{"name": "classifier", "route_prefix": "/classify", "import_path": "raylens.demo.serve_app:app"}]
-}
+APPLICATION = {"name": "classifier", "route_prefix": "/classify", "import_path": "raylens.demo.serve_app:app"}
 
 
 @dataclass
@@ -158,7 +158,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def serve_app(stack: Stack) -> dict[str, Any]:
     """The demo's Serve application, deployed from a config (so Serve's REST API can roll it)."""
     if "classifier" not in (stack.ray.serve().get("applications") or {}):
-        stack.ray.deploy_serve(SERVE_CONFIG)
+        # Serve's proxy on a free loopback port outside Ray's worker range, never the shared 8000.
+        port = free_port()
+        while port in WORKER_PORT_RANGE:
+            port = free_port()
+        stack.ray.deploy_serve({"http_options": {"host": "127.0.0.1", "port": port}, "applications": [APPLICATION]})
 
     def running() -> dict[str, Any] | None:
         app = (stack.ray.serve().get("applications") or {}).get("classifier")
@@ -323,6 +327,25 @@ def test_a_critical_incident_nobody_acknowledges_escalates_through_alertmanager(
     assert entry["level"] == "secondary-oncall"
 
 
+def check_impact_figures(stack: Stack, service: RunningRemediation) -> None:
+    """A fired-then-resolved incident about project search gets figures its own PromQL reproduces."""
+    labels = {"alertname": "SearchLatencyHigh", "severity": "warning", "project": "search", "application": "search"}
+    started, ended = time.time() - 30, time.time() - 2
+    service.post(notification([alert(labels, started)]))
+    incident_id = service.post(notification([alert(labels, started, ends_at=ended)])).json()["incident"]
+    incident = wait_until(
+        lambda: (row := Store(service.database).incident(incident_id)) and row["impact"] and row, "impact figures"
+    )
+    figures = {figure["name"]: figure for figure in incident["impact"]}
+    spend = figures["Spend during the incident, project search"]
+    assert spend["value"] > 0, spend
+    again = stack.prometheus.query(spend["promql"])
+    assert float(again[0]["value"][1]) == pytest.approx(spend["value"])
+    # This Prometheus scrapes no Ray metrics: the Serve figures' queries ran, and found no data.
+    budget = figures["Error budget consumed, Serve application search"]
+    assert budget["value"] is None and budget["note"] == "no data in Prometheus for this range", budget
+
+
 def subprocess_raylens(*args: str):
     import subprocess
 
@@ -383,6 +406,7 @@ def test_a_budget_breach_through_alertmanager_stops_only_the_opted_in_scopes_new
             decisions = service.post(again).json()["decisions"]
             assert [decision["outcome"] for decision in decisions] == ["duplicate"], decisions
             assert job_status(stack, jobs["search-old"]) == "RUNNING"
+            check_impact_figures(stack, service)
         finally:
             release.touch()
             for submission_id in jobs.values():

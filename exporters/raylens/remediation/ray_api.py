@@ -19,6 +19,7 @@ and no Ray install needed where the service runs.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -53,10 +54,11 @@ class RayDashboard:
         return list(self._call("GET", "/api/jobs/") or [])
 
     def job(self, submission_id: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/api/jobs/{submission_id}"))
+        # Ids come from alert labels: quoted, so `../` cannot reach another endpoint.
+        return dict(self._call("GET", f"/api/jobs/{quote(submission_id, safe='')}"))
 
     def stop_job(self, submission_id: str) -> bool:
-        answer = self._call("POST", f"/api/jobs/{submission_id}/stop")
+        answer = self._call("POST", f"/api/jobs/{quote(submission_id, safe='')}/stop")
         return bool(answer.get("stopped")) if isinstance(answer, dict) else False
 
     def submit_job(
