@@ -270,7 +270,13 @@ class RemediationService:
             reason = str(error) if isinstance(error, PayloadError) else f"not JSON: {error}"
             return refuse(start_response, "400 Bad Request", "malformed", reason, environ)
         self.metrics.webhooks.labels("accepted").inc()
-        summary = self.handle(notification, actor)
+        try:
+            summary = self.handle(notification, actor)
+        except Exception as error:  # the database or a bug: say so, and let Alertmanager retry
+            log.exception("cannot record the notification", extra={"group_key": notification.group_key})
+            record("remediation.webhook", "failed", actor=actor, group_key=notification.group_key, error=str(error))
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"cannot record the notification; retry\n"]
         record(
             "remediation.webhook",
             "accepted",
