@@ -156,6 +156,12 @@ def test_a_group_that_fires_again_opens_a_new_incident_and_joining_alerts_widen_
     assert [row["status"] for row in store.incidents()] == ["open", "resolved"]
 
 
+def test_a_budget_alert_names_the_project_team_or_user_it_covers(store: Store) -> None:
+    labels = {"alertname": "RaylensBudgetThresholdCrossed", "budget": "ml", "scope": "team", "match": "ml"}
+    update = apply_notification(store, parsed([alert(labels, T0)]), T0 + 1)
+    assert store.incident(update.incident_id)["scope"] == {"team": ["ml"], "budget": ["ml"]}
+
+
 def test_a_resolution_for_a_group_never_seen_firing_is_recorded_as_an_incident(store: Store) -> None:
     update = apply_notification(store, parsed([alert({"alertname": "A"}, T0, ends_at=T0 + 60)]), T0 + 70)
     assert update.opened and update.resolved

@@ -7,9 +7,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raylens.config import RaylensConfig, load_config
+
+if TYPE_CHECKING:
+    from raylens.remediation.store import Store
 
 
 def default_database() -> Path:
@@ -46,7 +49,7 @@ def cmd_remediate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace):  # -> Store
+def _store(args: argparse.Namespace) -> Store:
     from raylens.remediation.store import Store
 
     path = args.db or database_path(_config(args))
@@ -56,7 +59,7 @@ def _store(args: argparse.Namespace):  # -> Store
     return Store(path)
 
 
-def _incident_or_exit(store: Any, incident_id: int) -> None:
+def _incident_or_exit(store: Store, incident_id: int) -> None:
     if store.incident(incident_id) is None:
         print(f"raylens: no incident {incident_id} in {store.path}", file=sys.stderr)
         raise SystemExit(2)
