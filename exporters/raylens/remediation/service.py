@@ -150,7 +150,10 @@ class RemediationService:
             self.metrics.actions.labels(decision.action, "skipped").inc()
             record("remediation.action", "skipped", actor=ACTOR, reason=decision.skip_reason, **context)
         else:
-            self.executor.submit(self._execute, decision, context)
+            try:
+                self.executor.submit(self._execute, decision, context)
+            except RuntimeError:  # shutting down: the next start marks it interrupted
+                self.policy.release(decision)
 
     def _dashboard(self, decision: Decision) -> RayDashboard | None:
         cluster = decision.cluster
