@@ -301,10 +301,10 @@ def test_a_dry_run_is_never_rate_limited_and_records_nothing_as_acted(store: Sto
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"rules": [{"match": {"a": "b"}, "action": "run-command", "command": "x"}]}, "rules.0.command"),
+        ({"rules": [{"match": {"a": "b"}, "action": "run-command", "command": "x"}]}, "rule 0 runs command 'x'"),
         ({"rules": [{"match": {"a": "("}, "action": "scale-down"}]}, "valid regular expression"),
         ({"rules": [{"match": {"a": "b"}, "action": "reboot"}]}, "scale-down"),
-        ({"dry_run": False, "allow_unauthenticated": True}, "dry runs only"),
+        ({"dry_run": False, "allow_unauthenticated": True}, "allow_unauthenticated: got True"),
         ({"escalation_levels": [{"name": "a", "after": "1h"}, {"name": "b", "after": "30m"}]}, "increasing"),
         ({"clusters": [{**CLUSTER, "dashboard_url": "ftp://x"}]}, "dashboard_url"),
     ],

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from raylens.config.alerts import Duration
 from raylens.config.base import _Section, parse_listen_address
@@ -118,11 +118,11 @@ class RemediationConfig(_Section):
         description="File holding the token Alertmanager sends as `Authorization: Bearer` (its "
         "`http_config.authorization.credentials_file`). Either this or basic auth is required.",
     )
-    allow_unauthenticated: bool = Field(
-        False, description="Accept webhooks without credentials. Only for a loopback experiment; never with actions."
-    )
     dry_run: bool = Field(
         True, description="Record what each action would do and change nothing. Turn off once the records look right."
+    )
+    allow_unauthenticated: bool = Field(
+        False, description="Accept webhooks without credentials. Only for a loopback experiment; never with actions."
     )
     database: Path | None = Field(
         None, description="SQLite file for incidents and actions; unset: $XDG_STATE_HOME/raylens/incidents.sqlite."
@@ -136,12 +136,12 @@ class RemediationConfig(_Section):
         None, description="Alertmanager that escalation alerts are posted to; unset: no escalation."
     )
     clusters: tuple[ClusterTarget, ...] = Field((), description="The allow-list: the only clusters acted on.")
+    commands: dict[str, CommandSpec] = Field(default_factory=dict, description="Commands run-command may run.")
     rules: tuple[RemediationRule, ...] = Field(
         DEFAULT_RULES,
         description="Label matchers to actions, first match wins. Default: the `remediation` label names the "
         "action, and a budget's 100 % alert maps to stop-over-budget-jobs.",
     )
-    commands: dict[str, CommandSpec] = Field(default_factory=dict, description="Commands run-command may run.")
     idle_ratio_min: float = Field(
         0.9,
         gt=0,
@@ -203,15 +203,29 @@ class RemediationConfig(_Section):
             raise ValueError("expected levels with distinct names and strictly increasing `after`")
         return levels
 
-    @model_validator(mode="after")
-    def _consistent(self) -> RemediationConfig:
-        names = [cluster.name for cluster in self.clusters]
+    @field_validator("clusters")
+    @classmethod
+    def _unique_names(cls, clusters: tuple[ClusterTarget, ...]) -> tuple[ClusterTarget, ...]:
+        names = [cluster.name for cluster in clusters]
         if len(set(names)) != len(names):
             raise ValueError("expected each cluster name at most once")
-        for index, rule in enumerate(self.rules):
-            if rule.action == "run-command" and rule.command not in self.commands:
-                known = ", ".join(sorted(self.commands)) or "none defined"
-                raise ValueError(f"rules.{index}.command: expected the name of a command in `commands` ({known})")
-        if not self.dry_run and self.allow_unauthenticated:
-            raise ValueError("allow_unauthenticated is for dry runs only; configure bearer_token_file or basic auth")
-        return self
+        return clusters
+
+    @field_validator("rules")
+    @classmethod
+    def _known_commands(cls, rules: tuple[RemediationRule, ...], info: ValidationInfo) -> tuple[RemediationRule, ...]:
+        commands = info.data.get("commands") or {}
+        for index, rule in enumerate(rules):
+            if rule.action == "run-command" and rule.command not in commands:
+                known = ", ".join(sorted(commands)) or "none defined"
+                raise ValueError(
+                    f"rule {index} runs command {rule.command!r}; expected a name from `commands` ({known})"
+                )
+        return rules
+
+    @field_validator("allow_unauthenticated")
+    @classmethod
+    def _only_for_dry_runs(cls, allowed: bool, info: ValidationInfo) -> bool:
+        if allowed and info.data.get("dry_run") is False:
+            raise ValueError("expected false when dry_run is off: configure bearer_token_file or basic auth")
+        return allowed
