@@ -15,6 +15,7 @@ from remediation_service import alert, notification
 
 from raylens.config import ConfigError, RemediationConfig, load_config
 from raylens.remediation.escalation import Escalator, rfc3339
+from raylens.remediation.impact import figure_queries
 from raylens.remediation.incidents import apply_notification, incident_durations
 from raylens.remediation.payload import PayloadError, parse_notification
 from raylens.remediation.policy import Policy, restart_root
@@ -402,26 +403,17 @@ def golden_store(tmp_path: Path) -> tuple[Store, int]:
         parsed([alert(labels, T0, ends_at=T0 + 1020, annotations=annotations, expr=expr)], group_key=key),
         T0 + 1030,
     )
-    store.set_impact(
-        incident,
-        [
-            {
-                "name": "Error budget consumed, Serve application classifier",
-                "unit": "budget",
-                "value": 0.00984,
-                "promql": "avg_over_time(application:ray_serve_http_errors_per_requests:ratio_rate5m"
-                '{application="classifier"}[1020s] @ 1795601820) / (1 - 99.9 / 100) * 1020 / 2592000',
-            },
-            {
-                "name": "Failed requests (5xx), Serve application classifier",
-                "unit": "requests",
-                "value": None,
-                "note": "no data in Prometheus for this range",
-                "promql": 'sum(increase(ray_serve_num_http_requests_total{application="classifier", '
-                'status_code=~"5.."}[1020s] @ 1795601820))',
-            },
-        ],
-    )
+    # The figures' queries as the service builds them; the values stand in for Prometheus' answers.
+    figures = figure_queries(store.incident(incident), "99.9", T0 + 1020)
+    figures[0]["value"] = 0.00984
+    figures[1].update(value=None, note="no data in Prometheus for this range")
+    figures[2]["value"] = 1.53
+    assert [figure["name"] for figure in figures] == [
+        "Error budget consumed, Serve application classifier",
+        "Failed requests (5xx) from 5m before opening, Serve application classifier",
+        "Spend during the incident, team search",
+    ]
+    store.set_impact(incident, figures)
     return store, incident
 
 

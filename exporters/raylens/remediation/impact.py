@@ -8,7 +8,10 @@ range to the incident, so pasting it into Prometheus gives the same number.
   (``alerts.serve_availability_slo_percent``) the incident consumed, from the SLO recording rule
   ``application:ray_serve_http_errors_per_requests:ratio_rate5m``:
   mean error ratio during the incident / (1 - SLO) x incident duration / 30 days (the SRE workbook's
-  burn rate times elapsed share of the window); and the 5xx answers during the incident.
+  burn rate times elapsed share of the window); and the 5xx answers over the same span. The rule's
+  ratio at the opening covers the 5 minutes before it, and burn-rate alerts fire after the errors
+  that trip them, so the 5xx count starts 5 minutes before the opening too: both figures cover
+  the errors that opened the incident.
 - Projects, teams and users in scope: dollars they were charged during the incident.
 - Budgets in scope: the share of the budget spent when the incident resolved.
 """
@@ -20,6 +23,7 @@ from typing import Any
 from raylens.remediation.prometheus import Prometheus, PrometheusError, selector
 
 SLO_WINDOW_SECONDS = 30 * 86400
+RULE_WINDOW_SECONDS = 300  # the 5m of ratio_rate5m
 
 
 def figure_queries(incident: dict[str, Any], slo_percent: str, end: float) -> list[dict[str, Any]]:
@@ -42,9 +46,10 @@ def figure_queries(incident: dict[str, Any], slo_percent: str, end: float) -> li
         errors = selector({"application": application})[:-1] + ', status_code=~"5.."}'
         figures.append(
             {
-                "name": f"Failed requests (5xx), Serve application {application}",
+                "name": f"Failed requests (5xx) from 5m before opening, Serve application {application}",
                 "unit": "requests",
-                "promql": f"sum(increase(ray_serve_num_http_requests_total{errors}{window}))",
+                "promql": f"sum(increase(ray_serve_num_http_requests_total{errors}[{duration + RULE_WINDOW_SECONDS}s]"
+                f" @ {at}))",
             }
         )
     for label in ("project", "team", "user"):
