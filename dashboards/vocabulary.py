@@ -32,6 +32,8 @@ from typing import Any
 
 import grafanalib.core as g
 
+from raylens.promql import variable_query_with_cluster, with_cluster
+
 # --- Dashboards, folders, datasources ---------------------------------------------------------------
 
 
@@ -55,6 +57,7 @@ CATALOG: dict[str, DashboardEntry] = {
     "ray_serve": DashboardEntry("raylens-ray-serve", "Raylens / Ray Serve", "Ray"),
     "cost": DashboardEntry("raylens-cost", "Raylens / Cost drill-down", "Cost"),
     "budgets": DashboardEntry("raylens-budgets", "Raylens / Budgets & quotas", "Cost"),
+    "logs_events": DashboardEntry("raylens-logs-events", "Raylens / Logs & events", "Ray"),
 }
 
 # Tag on every dashboard: the link menu at the top of each dashboard lists dashboards with it.
@@ -64,9 +67,12 @@ TAG = "raylens"
 PROMETHEUS_UID = "raylens-prometheus"
 ALERTMANAGER_UID = "raylens-alertmanager"
 
+LOKI_UID = "raylens-loki"
+
 # Every panel and target reads from the dashboard's `datasource` variable, never a fixed uid, so
-# the same JSON works with any Prometheus a user picks.
+# the same JSON works with any Prometheus a user picks. Log panels read the `loki` variable.
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+LOKI_REF = {"type": "loki", "uid": "${loki}"}
 
 # --- Units (Grafana unit ids) -----------------------------------------------------------------------
 # Our metrics are in base units (seconds, bytes, ratios 0-1); Ray's percents and MiB are converted in
@@ -136,25 +142,49 @@ class Variable:
     all_value: str = ".*"
     description: str = ""
     regex: str = ""
+    datasource_type: str = "prometheus"
+    """For ``kind="datasource"``: which plugin's datasources to offer (``prometheus``, ``loki``)."""
 
     def template(self) -> g.Template:
         if self.kind == "datasource":
+            default = PROMETHEUS_UID if self.datasource_type == "prometheus" else LOKI_UID
             template = g.Template(
                 name=self.name,
                 label=self.label,
-                query="prometheus",
+                query=self.datasource_type,
                 type="datasource",
-                default=PROMETHEUS_UID,
+                default=default,
                 includeAll=False,
                 multi=False,
                 refresh=g.REFRESH_ON_DASHBOARD_LOAD,
             )
-            template._current = {"selected": True, "text": "Prometheus", "value": PROMETHEUS_UID}
+            template._current = {"selected": True, "text": self.label, "value": default}
             return template
+        if self.kind in ("custom", "textbox"):
+            # custom: `query` lists the choices, comma-separated; textbox: `query` is the default text.
+            choices = self.query.split(",") if self.kind == "custom" else [self.query]
+            template = g.Template(
+                name=self.name,
+                label=self.label,
+                query=self.query,
+                type=self.kind,
+                default=self.query if self.kind == "textbox" else None,
+                includeAll=self.include_all and self.kind == "custom",
+                multi=self.multi and self.kind == "custom",
+                allValue=self.all_value if self.include_all and self.kind == "custom" else None,
+                options=[{"selected": False, "text": choice, "value": choice} for choice in choices],
+            )
+            if self.kind == "custom":
+                everything = "$__all" if self.include_all else choices[0]
+                template._current = {"selected": True, "text": ["All"], "value": [everything]}
+            else:
+                template._current = {"selected": False, "text": self.query, "value": self.query}
+            return template
+        query = self.query if self.name == CLUSTER.name else variable_query_with_cluster(self.query, CLUSTER_MATCHER)
         template = g.Template(
             name=self.name,
             label=self.label,
-            query={"query": self.query, "refId": f"{self.name}-variable"},
+            query={"query": query, "refId": f"{self.name}-variable"},
             dataSource=DATASOURCE_REF,
             includeAll=self.include_all,
             multi=self.multi,
@@ -169,6 +199,25 @@ class Variable:
 
 
 DATASOURCE = Variable("datasource", "Prometheus", kind="datasource", multi=False, include_all=False)
+# Many Ray clusters in one Prometheus (docs/deploy.md): every raylens exporter, per node or per
+# cluster, labels its series with `cluster`, and `raylens sd` puts it on Ray's targets. Every board
+# gets this variable and every query and variable query matches it (see `Query.target`), so no
+# dashboard source needs to spell it. All (`.*`) also matches series without the label.
+CLUSTER = Variable(
+    "cluster",
+    "Cluster",
+    "label_values(raylens_exporter_build_info, cluster)",
+    description="Ray cluster (the exporters' cluster.name). All: every cluster this Prometheus holds, summed.",
+)
+CLUSTER_MATCHER = 'cluster=~"$cluster"'
+
+
+def for_cluster(expr: str) -> str:
+    """``expr`` with every selector matching the ``cluster`` variable and every vector match keeping
+    the label (raylens.promql); aggregations stay as written, so All sums the clusters."""
+    return with_cluster(expr, matcher=CLUSTER_MATCHER, group_by=False, bare_aggregations=False)
+
+
 # Ray's own dashboards call it SessionName: keeping the name keeps `var-SessionName=` URLs working.
 # `.*` (not Ray's `.+`) so our own series, which have no SessionName, still match "All".
 SESSION = Variable(
@@ -186,6 +235,16 @@ NODE = Variable(
     'label_values(up{job=~"raylens|ray"}, instance)',
     regex="/^\\[?([^\\]]+?)\\]?:\\d+$/",
     description="Host address of a node (without the port).",
+)
+
+LOKI = Variable(
+    "loki",
+    "Loki",
+    kind="datasource",
+    multi=False,
+    include_all=False,
+    datasource_type="loki",
+    description="Loki fed by Grafana Alloy (provisioning/alloy/config.alloy).",
 )
 
 # Selectors spliced into queries; each names the variables it depends on.
@@ -208,6 +267,8 @@ class Query:
     instant: bool = False
     table: bool = False
     heatmap: bool = False
+    datasource: dict[str, str] = field(default_factory=lambda: DATASOURCE_REF)
+    """``LOKI_REF`` for a LogQL query (a ``logs`` panel, or a metric query over logs)."""
 
     def target(self, ref_id: str) -> g.Target:
         if self.table:
@@ -217,12 +278,13 @@ class Query:
         else:
             target_format = g.TIME_SERIES_TARGET_FORMAT
         return g.Target(
-            expr=self.expr,
+            # Log streams (LogQL) carry no `cluster` label (provisioning/alloy/): only PromQL is narrowed.
+            expr=for_cluster(self.expr) if self.datasource == DATASOURCE_REF else self.expr,
             legendFormat=self.legend or "__auto",
             refId=ref_id,
             instant=self.instant,
             format=target_format,
-            datasource=DATASOURCE_REF,
+            datasource=self.datasource,
         )
 
 
@@ -248,7 +310,8 @@ class Link:
     def url(self) -> str:
         entry = CATALOG[self.to]
         parts = ["${__url_time_range}"]
-        parts += [f"${{{name}:queryparam}}" for name in self.carry if name not in self.set]
+        carried = dict.fromkeys([*self.carry[:1], CLUSTER.name, *self.carry[1:]])  # the cluster always travels
+        parts += [f"${{{name}:queryparam}}" for name in carried if name not in self.set]
         parts += [f"var-{name}={value}" for name, value in self.set.items()]
         return f"/d/{entry.uid}?" + "&".join(parts)
 
@@ -288,10 +351,12 @@ def _common(
     max_data_points: int,
 ) -> dict[str, Any]:
     assert "?" in question, f"{title!r}: the description is the question the panel answers"
+    sources = {query.datasource["type"] for query in ([queries] if isinstance(queries, Query) else queries)}
+    assert len(sources) == 1, f"{title!r}: one datasource per panel"
     return {
         "title": title,
         "description": question,
-        "dataSource": DATASOURCE_REF,
+        "dataSource": LOKI_REF if sources == {"loki"} else DATASOURCE_REF,
         "targets": _targets(queries),
         "thresholds": thresholds,
         "links": [link.panel_link() for link in links],
@@ -529,6 +594,65 @@ def pie(
     return Placed(panel, Size(width, height))
 
 
+def logs(
+    title: str,
+    question: str,
+    query: Query,
+    *,
+    links: Sequence[Link] = (),
+    width: int = FULL,
+    height: int = 10,
+) -> Placed:
+    """Log lines from Loki (``query.datasource`` is ``LOKI_REF``), newest first, with their labels."""
+    assert query.datasource == LOKI_REF, f"{title!r}: a logs panel reads Loki"
+    panel = g.Logs(
+        **_common(title, question, query, NEUTRAL, links, max_data_points=1000),
+        showLabels=False,
+        showCommonLabels=False,
+        showTime=True,
+        wrapLogMessages=True,
+        sortOrder="Descending",
+        enableLogDetails=True,
+        extraJson={"fieldConfig": {"defaults": {"unit": NONE}}},
+    )
+    return Placed(panel, Size(width, height))
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A dashboard annotation: each non-zero point of ``expr`` (Prometheus), or each line of a LogQL
+    stream (``datasource=LOKI_REF``), marks the time axis of every time-series panel."""
+
+    name: str
+    expr: str
+    title: str
+    text: str = ""
+    colour: str = "red"
+    datasource: dict[str, str] = field(default_factory=lambda: DATASOURCE_REF)
+    tags: tuple[str, ...] = ()
+
+    def json(self) -> dict[str, Any]:
+        """Grafana's current layout: the query in ``target`` (where Grafana 10+ moves a legacy
+        top-level ``expr``/``step``), the formats beside it where the datasources read them."""
+        prometheus = self.datasource["type"] == "prometheus"
+        target: dict[str, Any] = {"expr": for_cluster(self.expr) if prometheus else self.expr, "refId": "Anno"}
+        if prometheus:
+            target["interval"] = "30s"
+        else:
+            target["queryType"] = "range"
+        return {
+            "name": self.name,
+            "datasource": self.datasource,
+            "enable": True,
+            "hide": False,
+            "iconColor": self.colour,
+            "target": target,
+            "titleFormat": self.title,
+            "textFormat": self.text,
+            "tagKeys": ",".join(self.tags),
+        }
+
+
 @dataclass
 class Row:
     """A titled band of panels, laid out left to right and wrapped at the grid's 24 columns."""
@@ -548,6 +672,13 @@ class Board:
     rows: list[Row]
     time_from: str = "now-6h"
     refresh: str = "30s"
+    annotations: list[Annotation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Every board has the cluster variable, right after the datasource.
+        if CLUSTER not in self.variables:
+            at = 1 if self.variables and self.variables[0].kind == "datasource" else 0
+            self.variables = [*self.variables[:at], CLUSTER, *self.variables[at:]]
 
     @property
     def entry(self) -> DashboardEntry:
@@ -593,6 +724,7 @@ class Board:
             refresh=self.refresh,
             time=g.Time(self.time_from, "now"),
             templating=g.Templating([variable.template() for variable in self.variables]),
+            annotations=g.Annotations([annotation.json() for annotation in self.annotations]),
             links=[
                 g.DashboardLink(
                     title="Raylens dashboards",

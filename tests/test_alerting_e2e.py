@@ -6,9 +6,7 @@ Only the timers are shortened (`for`, group_wait); the rules, routes and receive
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -17,12 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ray_cluster import MARKER_VARIABLE, RayHead, RayPorts, running_ray_head, short_temp_dir
+from ray_cluster import RayHead, kill_node, running_ray_head, short_temp_dir, start_worker_node
 
 from raylens.config import AlertsConfig
 from raylens.rules.budgets import load_budgets_file
-from raylens.stack.processes import ManagedProcess
-from raylens.stack.ray_head import RAY_BINARY, cluster_pids
 from services import (
     RunningAlertmanager,
     RunningExporter,
@@ -249,6 +245,8 @@ def test_a_team_budget_breach_reaches_the_team_and_oncall_and_silences_its_lower
     assert suppressed["50"]["state"] == "suppressed" and suppressed["50"]["inhibitedBy"], suppressed
 
     alert = firing(paged[0], "RaylensBudgetThresholdCrossed")[0]
+    # The exporter names its cluster (here the head's session: no cluster.name is configured).
+    assert alert["labels"].pop("cluster").startswith("session_")
     assert alert["labels"] == {
         "alertname": "RaylensBudgetThresholdCrossed",
         "budget": BUDGET,
@@ -276,51 +274,17 @@ def test_a_team_budget_breach_reaches_the_team_and_oncall_and_silences_its_lower
     client.stop_job(submission)
 
 
-def _start_worker(head: RayHead, temp_dir: Path, log_dir: Path) -> ManagedProcess:
-    """A second Ray node on this machine joining ``head``: its own temp dir and ports outside Ray's
-    worker range, and a marker of its own, so it can be killed by PID without touching the head."""
-    ports = RayPorts.pick()
-    argv = [
-        RAY_BINARY,
-        "start",
-        f"--address={head.address}",
-        "--block",
-        f"--temp-dir={temp_dir}",
-        "--num-cpus=1",
-        f"--object-store-memory={head.object_store_bytes}",
-        f"--node-manager-port={ports.node_manager}",
-        f"--object-manager-port={ports.object_manager}",
-        f"--metrics-export-port={ports.metrics_export}",
-        f"--dashboard-agent-listen-port={ports.dashboard_agent_listen}",
-        f"--dashboard-agent-grpc-port={ports.dashboard_agent_grpc}",
-        f"--runtime-env-agent-port={ports.runtime_env_agent}",
-        "--disable-usage-stats",
-        "--labels=" + ",".join(f"{key}={value}" for key, value in NODE_LABELS.items()),
-    ]
-    environment = {**head.environment(), MARKER_VARIABLE: str(temp_dir)}
-    worker = ManagedProcess("ray-worker", argv, log_dir / "ray-worker.log", env=environment)
-    worker.start()
-    return worker
-
-
-def _kill_node(temp_dir: Path, root_pid: int | None) -> None:
-    """SIGKILL every process of the node at once, as if its machine died."""
-    for pid in cluster_pids(temp_dir, root_pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
 @pytest.mark.slow
 def test_a_ray_node_that_dies_reaches_the_platform_channel(cost_stack: CostStack, tmp_path: Path) -> None:
     stack = cost_stack
     temp_dir = short_temp_dir()
-    worker = _start_worker(stack.head, temp_dir, tmp_path)
+    worker = start_worker_node(stack.head, temp_dir, tmp_path, NODE_LABELS)
     try:
         rows = stack.prometheus.wait_for(
             'raylens_ray_node_up == 1 unless on (node_id) raylens_ray_node_info{is_head="true"}', timeout=90
         )
         node = rows[0]["metric"]
-        _kill_node(temp_dir, worker.pid)
+        kill_node(temp_dir, worker.pid)
 
         notifications = wait_for_notifications(
             stack.sink, lambda n: bool(firing(n, "RaylensNodeDown")) and n["status"] == "firing", timeout=90
@@ -337,6 +301,7 @@ def test_a_ray_node_that_dies_reaches_the_platform_channel(cost_stack: CostStack
             "node_id": node["node_id"],
             "ip": node["ip"],
             "NodeAddress": node["NodeAddress"],
+            "cluster": node["cluster"],  # the exporter's cluster (here the head's session)
         }
         assert alert["annotations"]["summary"] == "A Ray node died unexpectedly."
         assert node["node_id"] in alert["annotations"]["description"]
@@ -344,6 +309,6 @@ def test_a_ray_node_that_dies_reaches_the_platform_channel(cost_stack: CostStack
         removals = stack.prometheus.query('raylens_ray_node_removals_total{reason="unexpected_termination"}')
         assert removals and float(removals[0]["value"][1]) >= 1, removals
     finally:
-        _kill_node(temp_dir, worker.pid)
+        kill_node(temp_dir, worker.pid)
         worker.stop()
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -23,6 +23,7 @@ from raylens.config import CostConfig, load_config
 from raylens.cost.loading import load_cost_setup
 from raylens.cost.model import Allocation, JobInfo, NodeSpan, Observation, Resources
 from raylens.cost.ray_source import IncompleteSnapshot, held_resources, observation_from_snapshot
+from raylens.ray.snapshot import SourceStatus
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "cost"
@@ -119,17 +120,23 @@ def config_file(tmp_path: Path, **cost: Any) -> Path:
     return path
 
 
-def collector_for(path: Path, clock: Clock, source: Any = None) -> CostCollector:
+def collector_for(path: Path, clock: Clock) -> CostCollector:
     config = load_config(path, environ={}).cost
     setup = load_cost_setup(config)
     return CostCollector(
         config,
         setup.engine,
-        source or clock.observe,
         quotas=setup.quotas,
         state_dir=setup.state_dir,
         clock=lambda: clock.time,  # the explain log is saved once a minute of this clock
+        wall_clock=lambda: clock.time,
     )
+
+
+def observe_then_scrape(collector: CostCollector, registry: CollectorRegistry, clock: Clock) -> str:
+    """A new Ray snapshot arrives (in the exporter, on the refresher's thread), then a scrape."""
+    collector.account(clock.observe())
+    return exposition(registry)
 
 
 def registry_for(collector: CostCollector) -> CollectorRegistry:
@@ -155,7 +162,7 @@ def scraped(tmp_path: Path) -> tuple[CollectorRegistry, Clock, Path]:
     registry = registry_for(collector)
     for time in CLUSTER["scrapes"]:
         clock.time = time
-        text = exposition(registry)
+        text = observe_then_scrape(collector, registry, clock)
     collector.flush()  # the explain log is written in the background
     return registry, clock, path, text  # type: ignore[return-value]
 
@@ -283,7 +290,9 @@ def test_state_is_saved_and_a_restart_continues_the_counters(scraped: tuple, tmp
     assert (tmp_path / "state" / "cost-state.json").exists()
     assert not list((tmp_path / "state").glob(".*.tmp"))
     clock.time += 600  # down ten minutes, then a new process
-    restarted = registry_for(collector_for(path, clock))
+    collector = collector_for(path, clock)
+    restarted = registry_for(collector)
+    observe_then_scrape(collector, restarted, clock)
     after = restarted.get_sample_value("raylens_cost_node_dollars_total", head)
     assert after == pytest.approx(before + 0.192 / 6)  # nothing lost, nothing counted twice
     bob = {"job_id": "02000000", "submission_id": "raysubmit_b", "user": "bob", "project": "nlp", "team": "ml"}
@@ -292,27 +301,35 @@ def test_state_is_saved_and_a_restart_continues_the_counters(scraped: tuple, tmp
     )
 
 
-def test_a_failing_source_is_isolated_and_budgets_still_show(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    def broken() -> Observation:
-        raise IncompleteSnapshot("Ray listings failed this round: tasks: timeout")
+def test_an_incomplete_snapshot_is_reported_and_budgets_still_show(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from test_ray_collector import sample_snapshot
 
+    statuses = dict(sample_snapshot().sources)
+    statuses["tasks"] = SourceStatus(ok=False, error="timed out after 10.0s")
+    fetched = MappingProxyType({name: 100.0 for name in statuses if name != "tasks"})
+    never_listed_tasks = sample_snapshot(sources=MappingProxyType(statuses), fetched_at=fetched)
     clock = Clock(CLUSTER["scrapes"][0])
-    registry = registry_for(collector_for(config_file(tmp_path), clock, source=broken))
+    collector = collector_for(config_file(tmp_path), clock)
+    registry = registry_for(collector)
+    collector.account_snapshot(never_listed_tasks)
     with caplog.at_level(logging.WARNING, logger="raylens.scrape"):
         text = exposition(registry)
     assert 'raylens_scrape_collector_success{collector="cost"} 0.0' in text
-    assert 'raylens_scrape_collector_errors_total{collector="cost"} 2.0' in text  # spend and quotas
+    assert 'raylens_scrape_collector_errors_total{collector="cost"} 1.0' in text  # the accounting section
     assert "raylens_budget_amount_dollars{" in text
     assert "raylens_cost_node_dollars_total{" not in text
-    assert any("tasks: timeout" in getattr(record, "error", "") for record in caplog.records)
+    assert any("tasks: timed out" in getattr(record, "error", "") for record in caplog.records)
 
 
 def test_ended_nodes_leave_the_exposition_after_retention(tmp_path: Path) -> None:
     clock = Clock(CLUSTER["scrapes"][0])
-    registry = registry_for(collector_for(config_file(tmp_path, finished_retention_seconds=60), clock))
+    collector = collector_for(config_file(tmp_path, finished_retention_seconds=60), clock)
+    registry = registry_for(collector)
     for time in (*CLUSTER["scrapes"], CLUSTER["scrapes"][-1] + 120):
         clock.time = time
-        text = exposition(registry)
+        text = observe_then_scrape(collector, registry, clock)
     assert 'node_id="spot0002"' not in text
     assert 'node_id="head0001"' in text
 
@@ -471,7 +488,7 @@ def test_collector_runs_without_a_state_dir_in_memory() -> None:
     from raylens.cost.pricing import NodePricer
 
     config = CostConfig()
-    collector = CostCollector(
-        config, CostEngine(config, NodePricer(config, load_catalog())), lambda: observation(CLUSTER["scrapes"][0])
-    )
+    collector = CostCollector(config, CostEngine(config, NodePricer(config, load_catalog())))
+    assert collector.account(observation(CLUSTER["scrapes"][0]))
+    assert not collector.account(observation(CLUSTER["scrapes"][0]))  # nothing newer: nothing to do
     assert registry_for(collector).get_sample_value("raylens_scrape_collector_success", {"collector": "cost"}) == 1

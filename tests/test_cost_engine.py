@@ -442,6 +442,56 @@ def test_restart_loses_at_most_one_scrape_interval(run: dict) -> None:
         assert abs(totals[f"{label}:{value}"] - expected) <= one_interval, (label, value)
 
 
+def staggered_run(outage: tuple[float, float] | None) -> tuple[Script, CostEngine, float]:
+    """The timeline read as the exporter's background refresher reads it: nodes and jobs every 5 s,
+    tasks and actors every 15 s, each answer at its own time; after every answer the engine gets an
+    observation *as of the oldest answer* (never the arrival time), and only when that moved on.
+    ``outage``: the task and actor listings fail (no answer) over that window."""
+    script = scripted_cluster()
+    engine = engine_for()
+    latest = {"nodes": T0, "jobs": T0, "allocations": T0}
+    intervals = {"nodes": 5.0, "jobs": 5.0, "allocations": 15.0}
+    reads = sorted(
+        (T0 + step * interval + (step * 7919 % 7) * 0.3, source)
+        for source, interval in intervals.items()
+        for step in range(int(5 * HOUR / interval) + 1)
+    )
+    accounted = -math.inf
+    for read_at, source in reads:
+        if source == "allocations" and outage is not None and outage[0] <= read_at < outage[1]:
+            continue  # the listing timed out: no new answer
+        latest[source] = read_at
+        as_of = min(latest.values())
+        if as_of <= accounted:
+            continue
+        observation = Observation(
+            as_of,
+            script.observation(latest["nodes"]).nodes,
+            script.observation(latest["jobs"]).jobs,
+            script.observation(latest["allocations"]).allocations,
+        )
+        engine.advance(observation)
+        accounted = as_of
+    return script, engine, accounted
+
+
+@pytest.mark.parametrize("outage", [None, (T0 + 3 * HOUR, T0 + 3 * HOUR + 10 * MINUTE)], ids=["late", "missing"])
+def test_answers_of_different_ages_and_a_missing_listing_keep_spend_exact(outage: tuple | None) -> None:
+    script, engine, end = staggered_run(outage)
+    truth = analytic_truth(script, -math.inf, end)
+    for node in script.nodes:  # from Ray's own node times: exact whatever the answers' ages
+        assert relative_error(sum(engine.state.nodes[node.node_id].dollars), truth.node[node.node_id]) < 1e-9
+    totals = engine_totals(engine)
+    for (label, value), expected in truth.by.items():
+        assert relative_error(totals[f"{label}:{value}"], expected) < 0.005, (label, value, outage)
+    for job_id, expected in truth.job.items():
+        assert relative_error(engine.state.jobs[job_id].dollars, expected) < 0.005, (job_id, outage)
+    attributed = sum(value for key, value in engine.state.allocation.items() if key[0] != IDLE)
+    assert relative_error(attributed + totals["idle"], totals["total"]) < 1e-12
+    # Accounting trails the newest answer by at most the slowest source's interval.
+    assert end >= T0 + 5 * HOUR - 15.0 - 3.0
+
+
 def test_workload_and_serve_attribution(run: dict) -> None:
     engine = run["engine"]
     jobs = engine.state.jobs

@@ -87,10 +87,12 @@ def test_every_cost_metric_is_documented(tmp_path: Path) -> None:
     clock = Clock(CLUSTER["scrapes"][0])
     path = config_file(tmp_path, volumes=[{"name": "root", "size_gib": 100, "usd_per_gib_month": 0.08}])
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ScrapeHealthCollector([collector_for(path, clock)]))
+    collector = collector_for(path, clock)
+    registry.register(ScrapeHealthCollector([collector]))
     emitted: set[str] = set()
     for time in CLUSTER["scrapes"]:
         clock.time = time
+        collector.account(clock.observe())
         emitted |= {sample.name for family in registry.collect() for sample in family.samples}
     cost_names = {name for name in emitted if name.startswith(("raylens_cost_", "raylens_budget_", "raylens_quota_"))}
     assert {"raylens_cost_node_dollars_total", "raylens_budget_spend_dollars", "raylens_quota_limit"} <= cost_names

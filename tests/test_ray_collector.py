@@ -10,7 +10,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +24,7 @@ from raylens.collectors.base import ScrapeHealthCollector
 from raylens.collectors.ray import RayCollector
 from raylens.config import RayConfig
 from raylens.ray.address import RayUnavailable
+from raylens.ray.refresher import SourceHealth, StateRefresher
 from raylens.ray.snapshot import (
     ActorSnapshot,
     ClusterSnapshot,
@@ -38,7 +39,8 @@ from raylens.ray.snapshot import (
     normalise_market,
     task_from_api,
 )
-from raylens.ray.state import ALL_SOURCES, RayStateSource
+from raylens.ray.sources import SOURCES, SourceResult
+from raylens.ray.state import ALL_SOURCES, RayStateSource, compose
 from raylens.stack.ports import free_port
 
 SESSION = "session_2026-01-01_00-00-00_000000_1"
@@ -166,27 +168,44 @@ def sample_snapshot(taken_at: float = NOW, session: str = SESSION, **overrides: 
 
 
 class StubSource:
-    """Stands in for RayStateSource: every round hands out the current item (a snapshot, or an
-    exception to raise); ``push`` replaces it."""
+    """Stands in for the background refresher: ``current()`` is the newest pushed snapshot; pushing
+    an exception marks every source's last read as failed (the last snapshot is still served, as the
+    refresher serves its last answers). Subscribers get each pushed snapshot at once."""
 
     def __init__(self, current: ClusterSnapshot | Exception):
-        self.current = current
-        self.rounds = 0
-        self.source_errors = dict.fromkeys(ALL_SOURCES, 0)
-        self.last_round_failed = False
-        self.last_good: ClusterSnapshot | None = None
+        self._current: ClusterSnapshot | None = None
+        self._failure: Exception | None = None
+        self._subscribers: list[Callable[[ClusterSnapshot], None]] = []
+        self.generation = 0
+        self.push(current)
 
     def push(self, item: ClusterSnapshot | Exception) -> None:
-        self.current = item
+        if isinstance(item, Exception):
+            self._failure = item
+            return
+        self._failure = None
+        self.generation += 1
+        self._current = replace(item, generation=self.generation)
+        for handle in self._subscribers:
+            handle(self._current)
 
-    def snapshot(self) -> ClusterSnapshot:
-        self.rounds += 1
-        if isinstance(self.current, Exception):
-            self.last_round_failed = True
-            raise self.current
-        self.last_round_failed = False
-        self.last_good = self.current
-        return self.current
+    def current(self) -> ClusterSnapshot | None:
+        return self._current
+
+    def subscribe(self, name: str, handle: Callable[[ClusterSnapshot], None]) -> None:
+        self._subscribers.append(handle)
+        if self._current is not None:
+            handle(self._current)
+
+    def health(self) -> dict[str, SourceHealth]:
+        health = {}
+        statuses = self._current.sources if self._current is not None else {}
+        for name in SOURCES:
+            status = statuses.get(name, SourceStatus(ok=True))
+            error = str(self._failure) if self._failure is not None else status.error
+            attempt = SourceResult(name, NOW, 0.01, error=error, connection_failed=self._failure is not None)
+            health[name] = SourceHealth(5.0, 5.0, attempts=1, errors=0 if attempt.ok else 1, last_attempt=attempt)
+        return health
 
 
 def scrape(collector: RayCollector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -413,35 +432,44 @@ def test_node_lifecycle_counts_joins_deaths_and_a_lost_session() -> None:
     assert value(samples, "raylens_ray_node_removals_total", reason="preempted") == 1  # old counters stay
 
 
-def test_ray_down_reports_failure_keeps_counters_and_recovers() -> None:
+def test_ray_down_reports_failure_serves_the_last_answers_and_recovers() -> None:
     first = sample_snapshot(jobs=(job("raysubmit_a", "02000000"),))
     source = StubSource(first)
-    collector = collector_for(source)
+    clock = [NOW]
+    collector = RayCollector(RayConfig(), source=source, clock=lambda: clock[0])  # type: ignore[arg-type]
     scrape(collector)
     source.push(replace(first, taken_at=NOW + 1, jobs=(job("raysubmit_a", "02000000", status="FAILED"),)))
     scrape(collector)
-    source.push(RayUnavailable("dashboard http://10.0.0.1:8265 unreachable: connection refused"))
+    source.push(RayUnavailable("Ray dashboard unreachable: connection refused"))
+    clock[0] = NOW + 31
     down = scrape(collector)
     assert value(down, "raylens_scrape_collector_success", collector="ray") == 0
     assert value(down, "raylens_ray_up") == 0
-    assert values(down, "raylens_ray_node_up") == [] and values(down, "raylens_ray_job_info") == []
+    assert value(down, "raylens_ray_state_source_success", source="nodes") == 0
+    # The last answers are still served (until ray.max_state_age_seconds), and say how old they are.
+    assert value(down, "raylens_ray_node_up", node_id="n1") == 1
+    assert value(down, "raylens_ray_state_age_seconds") == 30
     assert value(down, "raylens_ray_jobs_finished_total", status="FAILED") == 1  # still exported
-    assert value(down, "raylens_ray_state_age_seconds") == 0  # clock is fixed in this test
     assert value(down, "raylens_scrape_collector_errors_total", collector="ray") == 1  # one fault, one error
-    source.push(replace(first, taken_at=NOW + 3))
+    source.push(replace(first, taken_at=NOW + 33))
     up = scrape(collector)
     assert value(up, "raylens_scrape_collector_success", collector="ray") == 1
+    assert value(up, "raylens_ray_up") == 1
     assert value(up, "raylens_ray_jobs_finished_total", status="FAILED") == 1
 
 
-def test_a_failed_source_fails_only_its_section() -> None:
+def test_a_source_that_never_answered_leaves_only_its_section_empty() -> None:
     sources = dict(sample_snapshot().sources)
-    sources["tasks"] = SourceStatus(ok=False, error="no answer within the 5s deadline")
-    samples = scrape(collector_for(StubSource(sample_snapshot(tasks=(), sources=MappingProxyType(sources)))))
+    sources["tasks"] = SourceStatus(ok=False, error="timed out after 10.0s")
+    fetched = MappingProxyType({name: NOW for name in ALL_SOURCES if name != "tasks"})
+    snapshot = sample_snapshot(tasks=(), sources=MappingProxyType(sources), fetched_at=fetched)
+    samples = scrape(collector_for(StubSource(snapshot)))
     assert value(samples, "raylens_scrape_collector_success", collector="ray") == 0
     assert value(samples, "raylens_ray_state_source_success", source="tasks") == 0
     assert values(samples, "raylens_ray_tasks") == []
+    assert values(samples, "raylens_ray_job_resources_held") == []  # needs tasks
     assert value(samples, "raylens_ray_node_up", node_id="n1") == 1
+    assert value(samples, "raylens_ray_state_source_age_seconds", source="nodes") == 0
 
 
 def test_exposition_is_promtool_clean_apart_from_rays_label_names() -> None:
@@ -496,10 +524,37 @@ NODE_ROW = {
 def dashboard_routes() -> dict[str, Any]:
     return {
         "/api/version": {"version": "4", "ray_version": "2.60.0", "session_name": SESSION},
+        # Ray 2.60's answer while Serve is not running.
+        "/api/serve/applications/": {"controller_info": {}, "proxies": {}, "applications": {}, "target_capacity": None},
         "/api/v0/nodes": listing([NODE_ROW]),
         "/nodes": {
             "result": True,
-            "data": {"summary": [{"raylet": {"nodeId": "n1", "nodeManagerPort": 9000, "metricsExportPort": 8080}}]},
+            "data": {
+                "summary": [
+                    {
+                        "raylet": {
+                            "nodeId": "n1",
+                            "nodeManagerPort": 9000,
+                            "metricsExportPort": 8080,
+                            "coreWorkersStats": [{"pid": 1}],  # per-worker detail raylens drops
+                            # Protobuf JSON: camelCase, int64 as strings, zeros left out.
+                            "storeStats": {
+                                "objectStoreBytesUsed": "40000000",
+                                "objectStoreBytesAvail": "100000000",
+                                "objectStoreBytesPrimaryCopy": "30000000",
+                                "numLocalObjects": 4,
+                                "numObjectStorePrimaryCopies": "3",
+                                "spilledBytesTotal": "20000000",
+                                "spilledObjectsTotal": "2",
+                                "spillTimeTotalS": 0.1,
+                                "restoredBytesTotal": "10000000",
+                                "restoredObjectsTotal": "1",
+                                "restoreTimeTotalS": 0.05,
+                            },
+                        }
+                    }
+                ]
+            },
         },
         "/api/cluster_status": {
             "result": True,
@@ -569,19 +624,10 @@ class FakeDashboard:
             self.server.server_close()
 
 
-def no_object_store(address: str, timeout: float) -> ObjectStoreStats:
-    assert address == "10.0.0.1:9000"
-    return store()
-
-
 def test_one_round_per_cache_period_and_camel_cased_resources_mapped_back() -> None:
     now = [100.0]
     with FakeDashboard().running() as fake:
-        source = RayStateSource(
-            RayConfig(address=fake.url, cache_seconds=10),
-            object_store_stats=no_object_store,
-            monotonic=lambda: now[0],
-        )
+        source = RayStateSource(RayConfig(address=fake.url, cache_seconds=10), monotonic=lambda: now[0])
         first = source.snapshot()
         for _ in range(5):
             assert source.snapshot() is first
@@ -589,57 +635,125 @@ def test_one_round_per_cache_period_and_camel_cased_resources_mapped_back() -> N
         now[0] += 11
         assert source.snapshot() is not first and source.rounds == 2
         assert set(fake.hits.values()) == {2}
+        source.close()
     [head] = first.nodes
     assert dict(head.resources_used or {}) == {"CPU": 1.0, "object_store_memory": 5e7, "my_accelerator": 1.0}
     assert head.market == "spot" and head.node_type == "head" and head.object_store == store()
     assert first.session_name == SESSION and first.jobs[0].metadata["user"] == "alice"
 
 
+def refresher_for(config: RayConfig) -> StateRefresher:
+    return StateRefresher(config, rng=__import__("random").Random(1))
+
+
 def test_truncated_answers_are_counted_not_fatal() -> None:
     with FakeDashboard().running() as fake:
         fake.routes["/api/v0/tasks"] = listing([{"task_id": "t", "state": "RUNNING", "job_id": "02"}], total=5000)
-        collector = RayCollector(
-            RayConfig(address=fake.url),
-            source=RayStateSource(RayConfig(address=fake.url), object_store_stats=no_object_store),
-        )
-        samples = scrape(collector)
+        refresher = refresher_for(RayConfig(address=fake.url))
+        refresher.refresh_now()
+        samples = scrape(RayCollector(RayConfig(address=fake.url), source=refresher))
+        refresher.stop()
     assert value(samples, "raylens_scrape_collector_success", collector="ray") == 1
     assert value(samples, "raylens_ray_state_truncated_rows", source="tasks") == 4999
     assert value(samples, "raylens_ray_state_rows", source="tasks") == 1
 
 
-def test_a_slow_answer_is_cut_at_the_deadline() -> None:
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def test_a_slow_source_never_delays_a_scrape_and_fails_at_its_own_deadline() -> None:
     with FakeDashboard().running() as fake:
-        fake.delays["/api/v0/tasks"] = 4.0
-        config = RayConfig(address=fake.url, timeout_seconds=1.0, cache_seconds=0)
-        collector = RayCollector(config, source=RayStateSource(config, object_store_stats=no_object_store))
+        fake.delays["/api/v0/tasks"] = 3.0
+        config = RayConfig(address=fake.url, timeout_seconds=1.0)
+        refresher = refresher_for(config)
+        collector = RayCollector(config, source=refresher)
+        refresher.start()
+        wait_until(lambda: (refresher.current() or sample_snapshot(nodes=())).nodes, 5, "nodes answered")
         started = time.monotonic()
+        samples = scrape(collector)  # the task listing is still in flight
+        assert time.monotonic() - started < 0.5
+        assert value(samples, "raylens_ray_node_up", node_id="n1") == 1
+        assert values(samples, "raylens_ray_tasks") == []  # not answered yet
+        health = wait_until(
+            lambda: (h := refresher.health()["tasks"]).last_attempt is not None and h, 5, "tasks failed"
+        )
+        assert "timed out" in health.last_attempt.error and health.last_attempt.seconds < 1.5
         samples = scrape(collector)
-        elapsed = time.monotonic() - started
-    assert elapsed < 2.0, elapsed
+        refresher.stop()
     assert value(samples, "raylens_scrape_collector_success", collector="ray") == 0
     assert value(samples, "raylens_ray_state_source_success", source="tasks") == 0
-    assert value(samples, "raylens_ray_state_fetch_errors_total", source="tasks") == 1
-    assert value(samples, "raylens_ray_node_up", node_id="n1") == 1  # the rest of the round is served
+    assert value(samples, "raylens_ray_state_fetch_errors_total", source="tasks") >= 1
+    assert value(samples, "raylens_ray_state_source_success", source="nodes") == 1
+
+
+def test_sources_run_on_their_own_intervals_and_back_off_when_failing() -> None:
+    with FakeDashboard().running() as fake:
+        del fake.routes["/api/cluster_status"]  # answers 404: resource_usage fails every time
+        schedule = {"interval_seconds": 0.5}
+        config = RayConfig(
+            address=fake.url,
+            refresh_jitter_ratio=0.0,
+            backoff_max_seconds=2.0,
+            sources={"nodes": schedule, "resource_usage": schedule, "tasks": {"interval_seconds": 60}},
+        )
+        refresher = refresher_for(config)
+        refresher.start()
+        time.sleep(3.2)
+        refresher.stop()
+        hits = dict(fake.hits)
+    # nodes: at 0, 0.5, …, 3.0 → about 7 reads; tasks once; resource_usage backs off 0.5, 1, 2, 2 s.
+    assert 5 <= hits["/api/v0/nodes"] <= 8, hits
+    assert hits["/api/v0/tasks"] == 1, hits
+    assert 2 <= hits["/api/cluster_status"] <= 4, hits
+    health = refresher.health()["resource_usage"]
+    assert health.consecutive_failures == hits["/api/cluster_status"] and "HTTP 404" in health.last_attempt.error
+
+
+def test_answers_past_their_max_age_are_no_longer_served() -> None:
+    fresh = SourceResult("nodes", 1000.0, 0.01, value=({**NODE_ROW},), returned=1, total=1)
+    jobs = SourceResult("jobs", 700.0, 0.01, value=(), returned=0, total=0)
+    failed = SourceResult("jobs", 1290.0, 5.0, error="timed out after 5.0s")
+    config = RayConfig(max_state_age_seconds=500)
+    snapshot = compose(config, {"nodes": fresh, "jobs": jobs}, {"nodes": fresh, "jobs": failed}, "u", now=1300.0)
+    assert snapshot.has("nodes") and not snapshot.has("jobs")  # the jobs answer is 600 s old
+    assert snapshot.as_of(["nodes"]) == 1000.0 and snapshot.as_of(["nodes", "jobs"]) is None
+    assert snapshot.sources["jobs"].error == "timed out after 5.0s"
+    patient = RayConfig(max_state_age_seconds=900)
+    assert compose(patient, {"jobs": jobs}, {"jobs": failed}, "u", now=1300.0).as_of(["jobs"]) == 700.0
 
 
 def test_ray_down_fails_fast_is_not_hammered_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
-    config = RayConfig(address=f"http://127.0.0.1:{port}", timeout_seconds=2.0, cache_seconds=0.5)
-    source = RayStateSource(config, object_store_stats=no_object_store)
-    collector = RayCollector(config, source=source)
-    started = time.monotonic()
+    config = RayConfig(
+        address=f"http://127.0.0.1:{port}",
+        timeout_seconds=2.0,
+        refresh_jitter_ratio=0.0,
+        backoff_max_seconds=1.0,
+        sources={name: {"interval_seconds": 0.5} for name in SOURCES},
+    )
+    refresher = refresher_for(config)
+    collector = RayCollector(config, source=refresher)
+    refresher.start()
+    health = wait_until(lambda: (h := refresher.health()["nodes"]).last_attempt is not None and h, 5, "nodes tried")
+    assert health.last_attempt.connection_failed and health.last_attempt.seconds < 1.0
     down = scrape(collector)
-    assert time.monotonic() - started < 2.0
     assert value(down, "raylens_ray_up") == 0
     assert value(down, "raylens_scrape_collector_success", collector="ray") == 0
-    assert any("unreachable" in str(getattr(record, "error", "")) for record in caplog.records)
-    for _ in range(3):  # within cache_seconds: the failure is reused, Ray is not asked again
-        scrape(collector)
-    assert source.rounds == 1
-    time.sleep(0.6)
+    assert any("connection failed" in str(getattr(record, "error", "")) for record in caplog.records)
+    time.sleep(2.0)
+    attempts = refresher.health()["nodes"].attempts
+    assert attempts <= 4, attempts  # 0.5 s, then 1 s (the backoff cap): not a tight loop
     with FakeDashboard(port).running():
+        wait_until(lambda: refresher.health()["nodes"].consecutive_failures == 0, 5, "recovered")
+        wait_until(lambda: (refresher.current() or sample_snapshot(nodes=())).nodes, 5, "nodes served")
         up = scrape(collector)
+    refresher.stop()
     assert value(up, "raylens_ray_up") == 1
-    assert value(up, "raylens_scrape_collector_success", collector="ray") == 1
-    assert source.rounds == 2
+    assert value(up, "raylens_ray_node_up", node_id="n1") == 1

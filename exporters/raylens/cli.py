@@ -32,6 +32,8 @@ def _exporter_overrides(args: argparse.Namespace) -> dict[tuple[str, ...], tuple
         ("exporter", "listen_address"): ("flag --web.listen-address", args.listen_address),
         ("exporter", "web_config_file"): ("flag --web.config.file", args.web_config_file),
         ("exporter", "collectors"): ("flag --collectors", collectors),
+        ("exporter", "role"): ("flag --role", args.role),
+        ("cluster", "name"): ("flag --cluster.name", args.cluster_name),
         ("log", "level"): ("flag --log.level", args.log_level),
         ("log", "format"): ("flag --log.format", args.log_format),
     }
@@ -42,10 +44,17 @@ def _load(args: argparse.Namespace, overrides: dict[tuple[str, ...], tuple[str, 
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
+    from raylens import audit
     from raylens.exporter import load_exporter_web_config, run_exporter
 
-    config = _load(args, _exporter_overrides(args))
-    web_config = load_exporter_web_config(config)
+    source = audit.file_fingerprint(args.config_file)
+    try:
+        config = _load(args, _exporter_overrides(args))
+        web_config = load_exporter_web_config(config)
+    except ConfigError as error:
+        audit.record("config_loaded", "rejected", command="exporter", **source, problems=len(error.problems))
+        raise
+    audit.record("config_loaded", command="exporter", **source, collectors=list(config.exporter.collectors))
     configure_logging(config.log.level, config.log.format)
     run_exporter(config, web_config)
     return 0
@@ -93,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter-toolkit web config for TLS and basic auth",
     )
     exporter.add_argument("--collectors", help="comma-separated collectors to enable (default: node)")
+    exporter.add_argument("--role", choices=["node", "cluster", "all"], help="node: node,gpu; cluster: ray,cost; all")
+    exporter.add_argument("--cluster.name", dest="cluster_name", help="the `cluster` label on every series")
     exporter.add_argument("--log.level", dest="log_level", help="debug, info, warning or error")
     exporter.add_argument("--log.format", dest="log_format", help="json (default) or text")
     exporter.set_defaults(handler=cmd_exporter)
@@ -125,8 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_commands(commands)
 
     from raylens.cost.explain import add_cost_commands
+    from raylens.kubernetes import add_kubernetes_commands
 
     add_cost_commands(commands)
+    add_kubernetes_commands(commands)
+
+    from raylens.ray.logs.cli import add_logs_commands
+
+    add_logs_commands(commands)
+
+    # Reports and recommendations (issue #11).
+    from raylens.recommend.cli import add_recommend_commands
+    from raylens.report.cli import add_report_commands
+
+    add_report_commands(commands)
+    add_recommend_commands(commands)
 
     from raylens.remediation.cli import add_remediation_commands
 

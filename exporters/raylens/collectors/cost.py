@@ -1,9 +1,12 @@
 """Cost: exact spend counters per node, job and attribution key, current rates, budgets and quotas.
 
-Each scrape takes an observation of the cluster (a Ray snapshot through ``raylens.cost.ray_source``),
-lets the engine account spend up to that instant, saves the engine's state atomically, and only then
-exposes the counters, so a restarted exporter never shows a counter lower than Prometheus saw. All money
-is US dollars. Sample (labels shortened)::
+Accounting happens off the scrape path: each new Ray snapshot (``raylens.ray.refresher``) becomes an
+observation (``raylens.cost.ray_source``) as of the oldest answer it needs, the engine accounts spend
+up to that instant from Ray's own timestamps, the state is saved atomically, and only then are the
+metric families rebuilt and swapped in. A scrape serialises the last families built and never waits
+for Ray or for the engine. If the state cannot be saved (disk full), the new counters are held back
+until a save succeeds, so a restarted exporter never shows a counter lower than Prometheus saw; the
+money keeps being accounted in memory meanwhile. All money is US dollars. Sample (labels shortened)::
 
     raylens_cost_node_dollars_total{cost_kind="compute",instance_type="g5.xlarge",market="spot",node_id="ab12"} 12.5
     raylens_cost_node_dollars_per_second{cost_kind="compute",instance_type="g5.xlarge",...} 0.000125
@@ -25,6 +28,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -37,7 +41,10 @@ from raylens.cost.engine import KIND_NAMES, CostEngine, Report
 from raylens.cost.model import Observation
 from raylens.cost.periods import period_end
 from raylens.cost.quotas import Quotas, evaluate_quotas
+from raylens.cost.ray_source import REQUIRED_SOURCES, IncompleteSnapshot, observation_from_snapshot
 from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, write_json_atomically
+from raylens.ray.snapshot import ClusterSnapshot
+from raylens.recommend.node_workloads import node_workload_metrics  # issue #11
 
 log = logging.getLogger("raylens.cost")
 
@@ -73,6 +80,15 @@ def exported_label_name(key: str) -> str:
     return "label_" + _LABEL_CHARACTERS.sub("_", key)
 
 
+@dataclass(frozen=True)
+class _Published:
+    """Metric families built after one accounting step, served as they are until the next."""
+
+    spend: tuple[Metric, ...] = ()
+    budgets: tuple[Metric, ...] = ()
+    quotas: tuple[Metric, ...] = ()
+
+
 class CostCollector(Collector):
     name = "cost"
 
@@ -80,17 +96,17 @@ class CostCollector(Collector):
         self,
         config: CostConfig,
         engine: CostEngine,
-        source: Callable[[], Observation],
         quotas: Quotas | None = None,
         state_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self._config = config
         self._engine = engine
-        self._source = source
         self._quotas = quotas or Quotas((), {})
         self._state_dir = state_dir
         self._clock = clock
+        self._wall_clock = wall_clock
         self._zone = ZoneInfo(config.timezone)
         self._lock = threading.Lock()
         self._report: Report | None = None
@@ -102,34 +118,107 @@ class CostCollector(Collector):
         if config.egress_usd_per_gib:
             self._kinds.append(2)
         self._node_labels = NODE_LABELS + [exported_label_name(key) for key in config.export_node_labels]
+        self._problem = ""
+        self._save_errors = 0
+        self._unsaved_since: float | None = None
+        self._accounting_seconds = 0.0
+        with self._lock:
+            self._published = _Published(budgets=tuple(self._budget_metrics()))
 
     @property
     def engine(self) -> CostEngine:
         return self._engine
 
-    def sections(self) -> Mapping[str, Section]:
-        scrape: dict[str, Report | None] = {"report": None}
-
-        def spend() -> Iterator[Metric]:
-            with self._lock, cyclic_gc_paused():
-                report = self._engine.advance(self._source())
+    def account(self, observation: Observation) -> bool:
+        """Account spend up to ``observation.time``, save the state, then publish fresh metric
+        families. Returns False when the observation is not newer than what is accounted already."""
+        with self._lock, cyclic_gc_paused():
+            accounted = self._engine.state.time
+            if accounted is not None and observation.time <= accounted and self._report is not None:
+                return False
+            started = self._clock()
+            report = self._engine.advance(observation)
+            self._report = report
+            try:
                 self.save()
-                metrics = list(self._spend_metrics(report))
-            scrape["report"] = self._report = report
-            yield from metrics
+            except OSError as error:
+                self._save_failed(error)
+                return True  # counters held back: what is published stays what is on disk
+            if self._unsaved_since is not None:
+                held_back = round(report.time - self._unsaved_since)
+                log.info("cost state saved again", extra={"held_back_seconds": held_back})
+                self._unsaved_since = None
+            self._published = _Published(
+                # issue #11: + what each node's jobs hold by workload, the spot recommendation's evidence
+                spend=(*self._spend_metrics(report), *node_workload_metrics(report)),
+                budgets=tuple(self._budget_metrics()),
+                quotas=tuple(self._quota_metrics(report)),
+            )
+            self._accounting_seconds = self._clock() - started
+            self._problem = ""
+            return True
 
-        def quotas() -> Iterator[Metric]:
-            report = scrape["report"]
-            if report is None:
-                raise RuntimeError("no fresh observation this scrape (see the spend section's error)")
-            yield from self._quota_metrics(report)
+    def account_snapshot(self, snapshot: ClusterSnapshot) -> None:
+        """The refresher's subscriber: a new Ray snapshot in, spend accounted (never raises)."""
+        as_of, accounted = snapshot.as_of(REQUIRED_SOURCES), self._engine.state.time
+        if as_of is not None and accounted is not None and as_of <= accounted and self._report is not None:
+            return  # only a source the engine does not need answered: nothing new to account
+        try:
+            self.account(observation_from_snapshot(snapshot))
+        except IncompleteSnapshot as error:
+            self._problem = str(error)
+        except Exception as error:  # the engine must not take the refresher's thread down
+            log.exception("cost accounting failed")
+            self._problem = f"{type(error).__name__}: {error}"
 
-        return {"spend": spend, "budgets": self._budget_metrics, "quotas": quotas}
+    def _save_failed(self, error: OSError) -> None:
+        self._save_errors += 1
+        if self._unsaved_since is None:
+            self._unsaved_since = self._engine.state.time
+        self._problem = f"cannot save the cost state ({error.strerror or error}); new spend is held back until it can"
+        log.error(
+            "cost state not saved; counters held back",
+            extra={"state_dir": str(self._state_dir), "error": str(error), "failures": self._save_errors},
+        )
+
+    def sections(self) -> Mapping[str, Section]:
+        published = self._published  # one consistent set per scrape
+        return {
+            "spend": lambda: published.spend,
+            "budgets": lambda: published.budgets,
+            "quotas": lambda: published.quotas,
+            "accounting": self._accounting_health,
+        }
+
+    def _accounting_health(self) -> Iterator[Metric]:
+        """How far behind accounting is; fails the collector while accounting cannot proceed."""
+        accounted = self._engine.state.time
+        if accounted is not None:
+            yield GaugeMetricFamily(
+                "raylens_cost_accounting_lag_seconds",
+                "How far spend accounting is behind now: the age of the oldest Ray answer it needs (tasks "
+                "by default, read every 15 s). Grows while Ray is unreachable; nothing is lost meanwhile.",
+                value=max(0.0, self._wall_clock() - accounted),
+            )
+        yield GaugeMetricFamily(
+            "raylens_cost_accounting_duration_seconds",
+            "Time the last accounting step took (engine, state save, metric families), off the scrape path.",
+            value=self._accounting_seconds,
+        )
+        yield CounterMetricFamily(
+            "raylens_cost_state_save_errors",
+            "Times the cost state could not be saved (disk full, permissions); while it fails, new spend "
+            "is held back from the counters (not lost).",
+            value=self._save_errors,
+        )
+        if self._problem:
+            raise RuntimeError(self._problem)
 
     # ------------------------------------------------------------------ persistence
 
     def save(self, force_explain: bool = False) -> None:
-        """Write the state (every scrape, before counters are shown) and the explain log (every minute).
+        """Write the state (every accounting step, before its counters are shown) and the explain log
+        (every minute).
 
         The explain log is only for ``raylens cost explain``; on large clusters it is megabytes, so it
         is copied here and written by a background thread, off the scrape's path (``force_explain``
@@ -359,9 +448,9 @@ class CostCollector(Collector):
             "Alert thresholds of the budget as a fraction of its amount (threshold label: the percent).",
             labels=[*BUDGET_LABELS, "threshold"],
         )
-        with self._lock:
-            periods = {name: record.start for name, record in engine.state.periods.items()}
-            spent = {budget.name: engine.budget_spend(budget) for budget in engine.budgets}
+        # Called with self._lock held, right after accounting.
+        periods = {name: record.start for name, record in engine.state.periods.items()}
+        spent = {budget.name: engine.budget_spend(budget) for budget in engine.budgets}
         for budget in engine.budgets:
             labels = self._budget_labels(budget)
             amount.add_metric(labels, budget.amount_usd)
@@ -407,16 +496,16 @@ class CostCollector(Collector):
 
 
 def build_cost_collector(config: RaylensConfig) -> CostCollector:
-    """The collector the exporter runs: files loaded and validated, state restored, Ray as the source."""
+    """The collector the exporter runs: files loaded and validated, state restored, and subscribed to
+    the shared background reader of the Ray cluster."""
+    from raylens.cluster import ClusterName
     from raylens.cost.loading import load_cost_setup
-    from raylens.cost.ray_source import RayObservations
-    from raylens.ray.state import shared_state_source
+    from raylens.ray.state import shared_refresher
 
-    setup = load_cost_setup(config.cost)
-    return CostCollector(
-        config.cost,
-        setup.engine,
-        RayObservations(shared_state_source(config.ray)),
-        quotas=setup.quotas,
-        state_dir=setup.state_dir,
-    )
+    # Budgets and quotas name clusters by cluster.name (or KubeRay's RayCluster name): a session
+    # name, known only once Ray answers and new at every restart, cannot select them.
+    cluster = ClusterName(config.cluster.name, config.ray.temp_dir)()
+    setup = load_cost_setup(config.cost, cluster=cluster)
+    collector = CostCollector(config.cost, setup.engine, quotas=setup.quotas, state_dir=setup.state_dir)
+    shared_refresher(config.ray).subscribe("cost", collector.account_snapshot)
+    return collector

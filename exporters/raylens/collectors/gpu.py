@@ -1061,6 +1061,7 @@ def build_gpu_collector(config: RaylensConfig, environ: Mapping[str, str] | None
                 config.node.ray_node_id,
                 ttl_seconds=gpu_config.attribution_cache_seconds,
                 timeout_seconds=gpu_config.ray_state_timeout_seconds,
+                background=True,  # a scrape never waits on the dashboard
             )
         else:
             # PIDs are per node: without the node id, another node's actor could claim our PID.

@@ -1,10 +1,10 @@
 """What Ray's own metrics lack, read from the State, Job and node APIs: per-job data with metadata,
 node lifecycle, object-store counters, readable task and actor counts.
 
-Everything comes from one cached ``ClusterSnapshot`` per scrape (``raylens.ray.state``), so the
-sections below cost no extra calls. Every series carries ``SessionName``; per-node series carry
-``ip`` and ``NodeAddress`` (same value) so they join with Ray's hardware (``ip``) and core
-(``NodeAddress``) series. Sample::
+Everything comes from the newest ``ClusterSnapshot`` a background refresher holds
+(``raylens.ray.refresher``): a scrape never calls Ray, it only serialises what was read. Every
+series carries ``SessionName``; per-node series carry ``ip`` and ``NodeAddress`` (same value) so
+they join with Ray's hardware (``ip``) and core (``NodeAddress``) series. Sample::
 
     raylens_ray_up 1.0
     raylens_ray_state_age_seconds 1.2
@@ -17,25 +17,26 @@ sections below cost no extra calls. Every series carries ``SessionName``; per-no
     raylens_ray_tasks{SessionName="session_…",name="preprocess",state="RUNNING"} 12.0
     raylens_ray_node_removals_total{SessionName="session_…",market="spot",node_type="gpu",reason="preempted"} 1
 
-Ray is imported lazily (inside ``raylens.ray.state``), so enabling this collector is the only thing
-that needs the ``ray`` extra; with a dashboard URL and ``ray.object_store: false`` it needs none.
+Ray itself is imported only to turn ``ray.address: auto`` or a GCS address into the dashboard URL
+(``raylens.ray.address``); with a dashboard URL this collector needs no Ray install.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from raylens.collectors.base import Collector, Section
 from raylens.config import RayConfig
 from raylens.ray.address import RayUnavailable
+from raylens.ray.event_log import EventRecorder, event_counter_family
 from raylens.ray.lifecycle import LifecycleCounters, label_values
+from raylens.ray.refresher import SourceHealth, StateRefresher
 from raylens.ray.snapshot import ClusterSnapshot, JobSnapshot, NodeSnapshot
-from raylens.ray.state import ALL_SOURCES, RayStateSource
 
 NODE_LABELS = ["SessionName", "node_id", "ip", "NodeAddress"]
 JOB_LABELS = ["SessionName", "job_id", "submission_id"]
@@ -77,8 +78,14 @@ _LIFECYCLE_COUNTERS: list[tuple[str, str, list[str], str]] = [
 _LABEL_VALUE_MAX = 128
 
 
-class _NoSnapshot(Exception):
-    """The round failed; the ``fetch`` section reports it once, data sections stay silent."""
+class SnapshotProvider(Protocol):
+    """What the collector reads: ``raylens.ray.refresher.StateRefresher`` (tests hand in stubs)."""
+
+    def current(self) -> ClusterSnapshot | None: ...
+
+    def health(self) -> Mapping[str, SourceHealth]: ...
+
+    def subscribe(self, name: str, handle: Callable[[ClusterSnapshot], None]) -> object: ...
 
 
 class RayCollector(Collector):
@@ -87,118 +94,143 @@ class RayCollector(Collector):
     def __init__(
         self,
         config: RayConfig,
-        source: RayStateSource | None = None,
+        source: SnapshotProvider | None = None,
         clock: Callable[[], float] = time.time,
+        events: EventRecorder | None = None,
     ):
         self._config = config
-        self._source = source or RayStateSource(config)
+        if source is None:
+            refresher = StateRefresher(config)
+            refresher.start()
+            source = refresher
+        self._source = source
         self._clock = clock
         self._lifecycle = LifecycleCounters()
+        # Counted once per new snapshot, on the refresher's side: a scrape only reads the counts.
+        source.subscribe("lifecycle", self._lifecycle.observe)
+        # Workspace events (raylens.ray.event_log): derived, written and counted the same way.
+        self._events = events
+        if events is not None:
+            source.subscribe("events", events.observe)
 
     @property
-    def source(self) -> RayStateSource:
+    def source(self) -> SnapshotProvider:
         return self._source
 
     def sections(self) -> Mapping[str, Section]:
-        scrape = _Scrape(self._source, self._lifecycle)
+        # One snapshot per scrape, read without waiting: every section sees the same cluster.
+        snapshot = self._source.current()
+        health = self._source.health()
 
-        def data(builder: Callable[[ClusterSnapshot], Iterator[Metric]], *sources: str, quiet: bool = False) -> Section:
-            """A section fed by ``sources``; fails when one of them failed this round, or stays
-            empty when ``quiet`` (the sources' own sections already report the fault)."""
+        def data(builder: Callable[[ClusterSnapshot], Iterator[Metric]], *sources: str) -> Section:
+            """A section fed by ``sources``: empty until each of them has answered at least once (a
+            failing source keeps its last answer up to ray.max_state_age_seconds)."""
 
             def section() -> Iterator[Metric]:
-                try:
-                    snapshot = scrape.snapshot()
-                except _NoSnapshot:
-                    return
-                failed = [s for s in sources if s in snapshot.sources and not snapshot.sources[s].ok]
-                if failed and quiet:
-                    return
-                if failed:
-                    errors = "; ".join(f"{s}: {snapshot.sources[s].error}" for s in failed)
-                    raise RayUnavailable(errors)
-                yield from builder(snapshot)
+                if snapshot is not None and all(snapshot.has(source) for source in sources):
+                    yield from builder(snapshot)
 
             return section
 
         return {
-            "state": lambda: self._state(scrape),
-            "fetch": lambda: self._fetch_failure(scrape),
+            "state": lambda: self._state(snapshot, health),
+            "sources": lambda: self._source_failures(health),
             "cluster": data(self._cluster, "version"),
             "nodes": data(self._nodes, "nodes"),
-            "object_store": data(self._object_store, "object_store"),
+            "object_store": data(self._object_store, "nodes", "object_store"),
             "jobs": data(self._jobs, "jobs"),
             "actors": data(self._actors, "actors"),
             "tasks": data(self._tasks, "tasks"),
-            "allocation": data(self._allocation, "jobs", "actors", "tasks", quiet=True),
-            "lifecycle": lambda: self._lifecycle_counters(scrape),
+            "allocation": data(self._allocation, "jobs", "actors", "tasks"),
+            "lifecycle": self._lifecycle_counters,
+            "events": self._event_counters,
         }
 
     # --- sections ------------------------------------------------------------------------------
 
-    def _state(self, scrape: _Scrape) -> Iterator[Metric]:
-        try:
-            snapshot: ClusterSnapshot | None = scrape.snapshot()
-        except _NoSnapshot:
-            snapshot = None
-        source = self._source
+    def _state(self, snapshot: ClusterSnapshot | None, health: Mapping[str, SourceHealth]) -> Iterator[Metric]:
+        now = self._clock()
+        nodes = health.get("nodes")
+        reached = nodes is not None and nodes.last_attempt is not None and nodes.last_attempt.ok
         yield GaugeMetricFamily(
             "raylens_ray_up",
-            "1 when the last round of calls reached the Ray dashboard, else 0.",
-            value=0.0 if source.last_round_failed else 1.0,
+            "1 when the last read of Ray's node table answered, else 0 (Ray unreachable, or not yet read).",
+            value=1.0 if reached else 0.0,
         )
-        served = snapshot or source.last_good
-        if served is not None:
+        if snapshot is not None:
             yield GaugeMetricFamily(
                 "raylens_ray_state_age_seconds",
-                "Age of the Ray state behind this scrape (cache age; grows while Ray is unreachable).",
-                value=max(0.0, self._clock() - served.taken_at),
+                "Age of the newest Ray answer behind this scrape (grows while Ray is unreachable).",
+                value=max(0.0, now - snapshot.taken_at),
             )
-        yield CounterMetricFamily(
-            "raylens_ray_state_fetches",
-            "Rounds of calls to Ray since the exporter started; at most one per scrape, none on cache hits.",
-            value=source.rounds,
-        )
-        errors = CounterMetricFamily(
-            "raylens_ray_state_fetch_errors",
-            "Rounds in which a source failed (timeout, refused, bad answer), by source.",
-            labels=["source"],
-        )
-        for name in ALL_SOURCES:
-            errors.add_metric([name], source.source_errors.get(name, 0))
-        yield errors
-        if snapshot is not None:
-            success = GaugeMetricFamily(
+        families = {
+            "fetches": CounterMetricFamily(
+                "raylens_ray_state_fetches",
+                "Reads of each Ray state source since the exporter started (in the background, never in a scrape).",
+                labels=["source"],
+            ),
+            "errors": CounterMetricFamily(
+                "raylens_ray_state_fetch_errors",
+                "Reads of each source that failed (timeout, refused, bad or oversized answer).",
+                labels=["source"],
+            ),
+            "success": GaugeMetricFamily(
                 "raylens_ray_state_source_success",
-                "1 when the source answered in the last round, by source.",
+                "1 when the source's last read succeeded, else 0.",
                 labels=["source"],
-            )
-            duration = GaugeMetricFamily(
-                "raylens_ray_state_source_duration_seconds",
-                "Time the source took in the last round.",
+            ),
+            "duration": GaugeMetricFamily(
+                "raylens_ray_state_source_duration_seconds", "Time the source's last read took.", labels=["source"]
+            ),
+            "age": GaugeMetricFamily(
+                "raylens_ray_state_source_age_seconds",
+                "Age of the source's answer being served (from when it was asked for).",
                 labels=["source"],
-            )
-            rows = GaugeMetricFamily(
-                "raylens_ray_state_rows", "Rows the source returned in the last round.", labels=["source"]
-            )
-            truncated = GaugeMetricFamily(
+            ),
+            "interval": GaugeMetricFamily(
+                "raylens_ray_state_source_interval_seconds",
+                "Configured seconds between reads of the source (before jitter and backoff).",
+                labels=["source"],
+            ),
+            "rows": GaugeMetricFamily(
+                "raylens_ray_state_rows", "Rows in the source's answer being served.", labels=["source"]
+            ),
+            "truncated": GaugeMetricFamily(
                 "raylens_ray_state_truncated_rows",
                 "Rows Ray had but did not return (limit reached or data missing): counts below are low.",
                 labels=["source"],
-            )
+            ),
+        }
+        for name, source_health in sorted(health.items()):
+            families["fetches"].add_metric([name], source_health.attempts)
+            families["errors"].add_metric([name], source_health.errors)
+            families["interval"].add_metric([name], source_health.interval_seconds)
+            attempt = source_health.last_attempt
+            if attempt is not None:
+                families["success"].add_metric([name], 1.0 if attempt.ok else 0.0)
+                families["duration"].add_metric([name], attempt.seconds)
+        if snapshot is not None:
+            for name, fetched in sorted(snapshot.fetched_at.items()):
+                families["age"].add_metric([name], max(0.0, now - fetched))
             for name, status in sorted(snapshot.sources.items()):
-                success.add_metric([name], 1.0 if status.ok else 0.0)
-                duration.add_metric([name], status.seconds)
+                if name == "object_store" and name not in health:
+                    families["success"].add_metric([name], 1.0 if status.ok else 0.0)
                 if status.total or status.returned:
-                    rows.add_metric([name], status.returned)
-                    truncated.add_metric([name], status.truncated)
-            yield from (success, duration, rows, truncated)
+                    families["rows"].add_metric([name], status.returned)
+                    families["truncated"].add_metric([name], status.truncated)
+        yield from families.values()
 
     @staticmethod
-    def _fetch_failure(scrape: _Scrape) -> Iterator[Metric]:
-        """Reports an unreachable Ray once per scrape (the health series above still go out)."""
-        if scrape.error is not None:
-            raise scrape.error
+    def _source_failures(health: Mapping[str, SourceHealth]) -> Iterator[Metric]:
+        """Fails the collector's health while a source's last read failed (its data may still be
+        served, see ray.max_state_age_seconds)."""
+        failed = {
+            name: h.last_attempt.error
+            for name, h in sorted(health.items())
+            if h.last_attempt is not None and not h.last_attempt.ok
+        }
+        if failed:
+            raise RayUnavailable("; ".join(f"{name}: {error}" for name, error in failed.items()))
         yield from ()
 
     def _cluster(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
@@ -417,15 +449,17 @@ class RayCollector(Collector):
                 family.add_metric([snapshot.session_name, job_id, resource], amount)
         yield family
 
-    def _lifecycle_counters(self, scrape: _Scrape) -> Iterator[Metric]:
-        with contextlib.suppress(_NoSnapshot):
-            scrape.snapshot()  # feeds the counters once per round
+    def _lifecycle_counters(self) -> Iterator[Metric]:
         counts = self._lifecycle.snapshot()
         for key, name, labels, help_text in _LIFECYCLE_COUNTERS:
             family = CounterMetricFamily(name, help_text, labels=labels)
             for values, count in label_values(counts[key]):
                 family.add_metric(values, count)
             yield family
+
+    def _event_counters(self) -> Iterator[Metric]:
+        if self._events is not None:
+            yield event_counter_family(self._events.counts())
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -446,29 +480,6 @@ class RayCollector(Collector):
         now = self._clock()
         visible = {job.job_id for job in self._visible_jobs(snapshot, now)}
         return {job.job_id for job in snapshot.jobs if job.job_id and job.job_id not in visible}
-
-
-class _Scrape:
-    """One scrape's view: fetches (or reuses) the snapshot once, feeds the counters once."""
-
-    def __init__(self, source: RayStateSource, lifecycle: LifecycleCounters):
-        self._source = source
-        self._lifecycle = lifecycle
-        self._snapshot: ClusterSnapshot | None = None
-        self.error: Exception | None = None
-        self._done = False
-
-    def snapshot(self) -> ClusterSnapshot:
-        if not self._done:
-            self._done = True
-            try:
-                self._snapshot = self._source.snapshot()
-                self._lifecycle.observe(self._snapshot)
-            except Exception as error:  # reported by the state section
-                self.error = error
-        if self._snapshot is None:
-            raise _NoSnapshot()
-        return self._snapshot
 
 
 def _node_labels(session: str, node: NodeSnapshot) -> list[str]:

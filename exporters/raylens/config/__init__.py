@@ -28,6 +28,7 @@ from raylens.config.base import (
     _Section,
     parse_listen_address,
 )
+from raylens.config.cluster import ClusterConfig
 from raylens.config.cost import CostConfig, NodeMatch, NodeRule, VolumeConfig
 from raylens.config.errors import (
     MISSING,
@@ -36,10 +37,14 @@ from raylens.config.errors import (
     problems_from_validation,
     read_yaml_mapping,
 )
-from raylens.config.exporter import ExporterConfig, LogConfig, NodeConfig
+from raylens.config.events import EventsConfig
+from raylens.config.exporter import ROLE_COLLECTORS, ExporterConfig, ExporterRole, LogConfig, NodeConfig
 from raylens.config.gpu import GpuConfig
+from raylens.config.prometheus import PrometheusApiConfig
 from raylens.config.ray import RAY_JOB_INFO_LABELS, RayConfig
 from raylens.config.remediation import RemediationConfig
+from raylens.config.recommendations import RECOMMENDATION_KINDS, RecommendationsConfig
+from raylens.config.reports import ReportsConfig
 
 __all__ = [
     "DEFAULT_DISK_DEVICE_EXCLUDE",
@@ -51,22 +56,30 @@ __all__ = [
     "KNOWN_COLLECTORS",
     "MISSING",
     "RAY_JOB_INFO_LABELS",
+    "RECOMMENDATION_KINDS",
+    "ROLE_COLLECTORS",
     "AlertsConfig",
+    "ClusterConfig",
     "CollectorName",
     "ConfigError",
     "ConfigProblem",
     "CostConfig",
     "Duration",
+    "EventsConfig",
     "ExporterConfig",
+    "ExporterRole",
     "GpuConfig",
     "LogConfig",
     "NodeConfig",
     "NodeMatch",
     "NodeRule",
     "Percent",
+    "PrometheusApiConfig",
     "RayConfig",
     "RaylensConfig",
     "RemediationConfig",
+    "RecommendationsConfig",
+    "ReportsConfig",
     "VolumeConfig",
     "load_config",
     "parse_listen_address",
@@ -84,6 +97,12 @@ class RaylensConfig(_Section):
     cost: CostConfig = CostConfig()
     gpu: GpuConfig = GpuConfig()
     remediation: RemediationConfig = RemediationConfig()
+    events: EventsConfig = EventsConfig()
+    # Reports and recommendations (issue #11): the Prometheus they read, and their thresholds.
+    prometheus: PrometheusApiConfig = PrometheusApiConfig()
+    reports: ReportsConfig = ReportsConfig()
+    recommendations: RecommendationsConfig = RecommendationsConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
 
 # Environment variables for the settings most often changed per machine.
@@ -91,6 +110,8 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "RAYLENS_WEB_LISTEN_ADDRESS": ("exporter", "listen_address"),
     "RAYLENS_WEB_CONFIG_FILE": ("exporter", "web_config_file"),
     "RAYLENS_COLLECTORS": ("exporter", "collectors"),
+    "RAYLENS_ROLE": ("exporter", "role"),
+    "RAYLENS_CLUSTER_NAME": ("cluster", "name"),
     "RAYLENS_LOG_LEVEL": ("log", "level"),
     "RAYLENS_LOG_FORMAT": ("log", "format"),
     "RAYLENS_NODE_INSTANCE_TYPE": ("node", "instance_type"),
@@ -99,6 +120,7 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "RAYLENS_RAY_ADDRESS": ("ray", "address"),
     "RAYLENS_COST_STATE_DIR": ("cost", "state_dir"),
     "RAYLENS_INCIDENTS_DB": ("remediation", "database"),
+    "RAYLENS_PROMETHEUS_URL": ("prometheus", "url"),
 }
 LIST_FIELDS = {("exporter", "collectors")}
 

@@ -36,7 +36,7 @@ class GpuConfig(_Section):
         "and job ids of pre-started workers. Needs node.ray_node_id; unset: /proc only.",
     )
     ray_state_timeout_seconds: float = Field(
-        2.0, gt=0, le=30, description="Deadline of one state API request; it runs inside a scrape."
+        2.0, gt=0, le=30, description="Deadline of one state API request (made in the background, never in a scrape)."
     )
     nvml_retry_initial_seconds: float = Field(
         1.0,

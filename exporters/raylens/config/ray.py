@@ -10,6 +10,32 @@ from pydantic import Field, field_validator
 
 from raylens.config.base import _Section
 
+RaySourceName = Literal["version", "nodes", "node_details", "resource_usage", "jobs", "actors", "tasks", "serve"]
+# How often each source is read by default: cheap, fast-changing state often; the task listing,
+# which costs the dashboard about 2 s per 10,000 task events, least often (docs/ray.md).
+DEFAULT_SOURCE_INTERVALS: dict[str, float] = {
+    "version": 60.0,
+    "nodes": 5.0,
+    "node_details": 15.0,
+    "resource_usage": 5.0,
+    "jobs": 5.0,
+    "actors": 10.0,
+    "tasks": 15.0,
+    "serve": 30.0,
+}
+
+
+class SourceSchedule(_Section):
+    """When and how long one Ray state source is read in the background."""
+
+    interval_seconds: float | None = Field(
+        None, ge=0.5, le=3600, description="Seconds between reads; unset: the source's default."
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, le=300, description="Deadline of one read; unset: ray.timeout_seconds."
+    )
+
+
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # Labels raylens_ray_job_info carries itself; metadata keys must not shadow them.
 RAY_JOB_INFO_LABELS = ("SessionName", "job_id", "submission_id", "type", "entrypoint")
@@ -28,17 +54,50 @@ class RayConfig(_Section):
         None, description="Ray's --temp-dir, where `auto` looks for the local cluster; unset: /tmp/ray."
     )
     timeout_seconds: float = Field(
-        5.0,
+        10.0,
         gt=0,
         le=120,
-        description="Deadline for one round of calls to Ray. Keep it below Prometheus' scrape_timeout; "
-        "raise it for clusters with tens of thousands of tasks.",
+        description="Deadline of one read of one source (reads run in the background, never inside a "
+        "scrape). Raise it for clusters with tens of thousands of tasks; see ray.sources for per-source values.",
+    )
+    sources: dict[RaySourceName, SourceSchedule] = Field(
+        default_factory=dict,
+        description="Per-source interval and timeout, e.g. {tasks: {interval_seconds: 60}}. Defaults: version "
+        "60 s, nodes 5 s, node_details 15 s, resource_usage 5 s, jobs 5 s, actors 10 s, tasks 15 s, serve 30 s.",
+    )
+    refresh_jitter_ratio: float = Field(
+        0.1,
+        ge=0,
+        le=0.5,
+        description="Each interval is stretched or shrunk at random by up to this fraction, so sources and "
+        "many exporters do not hit the dashboard in step.",
+    )
+    backoff_max_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="After failures a source waits its interval doubled per consecutive failure, at most this.",
+    )
+    max_state_age_seconds: float = Field(
+        300.0,
+        ge=10,
+        description="An answer older than this (its source kept failing) is no longer served: its series "
+        "leave the exposition instead of showing a stale cluster. Cost accounting waits for fresh answers.",
+    )
+    max_response_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Largest answer read from the dashboard, per source; a larger one fails that read. "
+        "Answers are parsed row by row, so memory stays well below this.",
     )
     cache_seconds: float = Field(
         5.0,
         ge=0,
-        description="Answers of a round are reused this long, so HA Prometheus pairs and short scrape "
-        "intervals do not multiply load on the dashboard (Ray records its own metrics every 5 s).",
+        description="One-shot commands (`raylens sd`) reuse an answer this long; the exporter reads in "
+        "the background on the ray.sources schedule instead.",
+    )
+    max_jobs: int = Field(
+        10000, ge=1, description="Rows read from the Job API's job list (it has no limit of its own)."
     )
     max_actors: int = Field(
         10000,
@@ -52,10 +111,15 @@ class RayConfig(_Section):
         description="Task attempts asked from the task listing (GCS task events, itself bounded); 0 skips "
         "tasks. Lower it when the listing is slow.",
     )
+    serve_routes: bool = Field(
+        True,
+        description="Read Serve's applications and HTTP ingress (`GET /api/serve/applications/`, source `serve`) "
+        "for the Serve probe targets of `raylens sd` and the exporter's /sd/serve; false skips the call.",
+    )
     object_store: bool = Field(
         True,
-        description="Ask every alive raylet for object-store stats (gRPC to its node-manager port). Needs "
-        "the `ray` extra and network reach to every node; turn off when the exporter cannot reach them.",
+        description="Export object-store stats per node, from the dashboard's node summary (which the "
+        "dashboard refreshes from every raylet each 15 s); no route to the raylets is needed.",
     )
     top_names: int = Field(
         20,
@@ -118,3 +182,15 @@ class RayConfig(_Section):
         if len(set(value)) != len(value):
             raise ValueError("expected each metadata key at most once")
         return value
+
+    def source_interval(self, source: str) -> float:
+        schedule = self.sources.get(source)  # type: ignore[call-overload]
+        if schedule is not None and schedule.interval_seconds is not None:
+            return schedule.interval_seconds
+        return DEFAULT_SOURCE_INTERVALS[source]
+
+    def source_timeout(self, source: str) -> float:
+        schedule = self.sources.get(source)  # type: ignore[call-overload]
+        if schedule is not None and schedule.timeout_seconds is not None:
+            return schedule.timeout_seconds
+        return self.timeout_seconds

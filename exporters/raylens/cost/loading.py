@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from raylens.config import ConfigError, ConfigProblem, CostConfig
@@ -105,8 +105,13 @@ def restore_state(state_dir: Path) -> EngineState | None:
         return None
 
 
-def load_cost_setup(config: CostConfig, source: str = "configuration") -> CostSetup:
+def load_cost_setup(config: CostConfig, source: str = "configuration", cluster: str | None = None) -> CostSetup:
+    """``cluster``: this exporter's cluster name; budgets and quotas limited to other clusters
+    (their ``clusters`` field) are left out. ``None`` keeps every one (``raylens cost explain``)."""
     catalog, budgets, quotas = load_files(config, source)
+    if cluster is not None:
+        budgets = tuple(budget for budget in budgets if budget.applies_to(cluster))
+        quotas = replace(quotas, quotas=tuple(quota for quota in quotas.quotas if quota.applies_to(cluster)))
     state_dir = config.state_dir or default_state_dir()
     try:
         state_dir.mkdir(parents=True, exist_ok=True)

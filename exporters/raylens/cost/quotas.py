@@ -18,6 +18,9 @@ Sample::
         windows:               # active only inside these, in cost.timezone
           - {days: [mon, tue, wed, thu, fri], start: "08:00", end: "20:00"}
 
+``clusters: [name, ...]`` limits a quota to the exporters of those clusters (``cluster.name``); by
+default every cluster's exporter evaluates it against its own cluster.
+
 Usage: for ``global`` quotas, what the cluster has (alive nodes, their GPUs and CPUs); for the other
 scopes, what the scope's jobs hold now (max of held and used, per Ray's logical resources), and
 ``instances`` counts the distinct nodes they hold anything on.
@@ -86,6 +89,11 @@ class Quota(_Strict):
     instance_type: str | None = None
     limit: float = Field(ge=0, allow_inf_nan=False)
     windows: tuple[QuotaWindow, ...] = ()
+    clusters: tuple[str, ...] = ()
+    """Cluster names (``cluster.name``) whose exporters evaluate this quota; empty: every cluster."""
+
+    def applies_to(self, cluster: str) -> bool:
+        return not self.clusters or cluster in self.clusters
 
     @model_validator(mode="after")
     def _match(self) -> Quota:

@@ -11,8 +11,15 @@ What becomes an allocation:
 * actor tasks hold nothing of their own (the actor does), and neither does the driver.
 
 Placement-group resources (``CPU_group_<pg>``, ``CPU_group_<i>_<pg>``) count as the plain resource.
-A snapshot whose node, job, actor or task listing failed this round raises ``IncompleteSnapshot``:
-missing rows must not read as "every task ended".
+
+Time: the sources are read on their own schedules, so the observation is taken **as of the oldest
+answer among nodes, jobs, actors and tasks** (``ClusterSnapshot.as_of``), never at scrape or arrival
+time. Spend is then integrated up to that instant from Ray's own node and task timestamps. A late
+answer (a slow or failing source) only holds accounting back: the next observation covers the whole
+gap, node lifetimes exactly, allocations that changed in the gap by the engine's midpoint rule and
+finished tasks by their own start and end times. A source that has never answered, or whose answer
+is older than ``ray.max_state_age_seconds``, raises ``IncompleteSnapshot``: missing rows must not
+read as "every task ended".
 """
 
 from __future__ import annotations
@@ -92,13 +99,14 @@ def node_span(node: NodeSnapshot, taken_at: float) -> NodeSpan:
 
 
 def observation_from_snapshot(snapshot: ClusterSnapshot) -> Observation:
-    failed = [
-        f"{source}: {snapshot.sources[source].error or 'failed'}"
-        for source in REQUIRED_SOURCES
-        if source in snapshot.sources and not snapshot.sources[source].ok
-    ]
-    if failed:
-        raise IncompleteSnapshot("Ray listings failed this round: " + "; ".join(failed))
+    as_of = snapshot.as_of(REQUIRED_SOURCES)
+    if as_of is None:
+        missing = [
+            f"{source}: {snapshot.sources[source].error if source in snapshot.sources else 'not read yet'}"
+            for source in REQUIRED_SOURCES
+            if not snapshot.has(source)
+        ]
+        raise IncompleteSnapshot("no current answer from Ray for " + "; ".join(missing))
     for source in ("actors", "tasks"):
         status = snapshot.sources.get(source)
         if status is not None and status.truncated:
@@ -106,7 +114,7 @@ def observation_from_snapshot(snapshot: ClusterSnapshot) -> Observation:
                 "ray listing truncated; cost of the missing rows goes to idle",
                 extra={"source": source, "missing": status.truncated},
             )
-    nodes = [node_span(node, snapshot.taken_at) for node in snapshot.nodes if node.node_id]
+    nodes = [node_span(node, as_of) for node in snapshot.nodes if node.node_id]
     jobs = [
         JobInfo(
             job_id=job.job_id,
@@ -154,14 +162,4 @@ def observation_from_snapshot(snapshot: ClusterSnapshot) -> Observation:
                 name=task.name or task.func_or_class_name,
             )
         )
-    return Observation(snapshot.taken_at, tuple(nodes), tuple(jobs), tuple(allocations))
-
-
-class RayObservations:
-    """Callable source of observations for the cost collector."""
-
-    def __init__(self, source):  # source: RayStateSource
-        self._source = source
-
-    def __call__(self) -> Observation:
-        return observation_from_snapshot(self._source.snapshot())
+    return Observation(as_of, tuple(nodes), tuple(jobs), tuple(allocations))

@@ -23,6 +23,7 @@ fake ``/proc`` (a temporary directory laid out like it) or recorded state-API an
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -204,7 +205,10 @@ def _list_state(fetch: StateFetcher, resource: str, filters: Sequence[tuple[str,
 class RayStateAttributor:
     """``pid -> ProcessAttribution | None`` from Ray's state API for this node's live actors and
     running tasks, refreshed at most once per ``ttl_seconds``. ``None``: the state API does not know
-    the PID (or could not be reached), so ``/proc`` alone answers."""
+    the PID (or could not be reached), so ``/proc`` alone answers.
+
+    With ``background=True`` (the exporter) a due refresh runs on its own thread and lookups answer
+    from the previous index meanwhile, so a scrape never waits on the dashboard."""
 
     def __init__(
         self,
@@ -213,6 +217,7 @@ class RayStateAttributor:
         ttl_seconds: float = 10.0,
         timeout_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ):
         self._fetch = fetch
         self._node_id = node_id
@@ -222,16 +227,27 @@ class RayStateAttributor:
         self._expires = float("-inf")
         self._by_pid: dict[int, ProcessAttribution] = {}
         self._failing = False
+        self._background = background
+        self._refreshing = threading.Lock()
 
     def __call__(self, pid: int) -> ProcessAttribution | None:
         if self._clock() >= self._expires:
-            self._refresh()
+            # Whatever happens, wait a full period before asking again: a slow dashboard must not be
+            # asked on every scrape.
+            self._expires = self._clock() + self._ttl
+            if not self._background:
+                self._refresh()
+            elif self._refreshing.acquire(blocking=False):
+                threading.Thread(target=self._refresh_and_release, name="gpu-ray-state", daemon=True).start()
         return self._by_pid.get(pid)
 
+    def _refresh_and_release(self) -> None:
+        try:
+            self._refresh()
+        finally:
+            self._refreshing.release()
+
     def _refresh(self) -> None:
-        # Whatever happens, wait a full period before asking again: a slow dashboard must not be
-        # asked on every scrape.
-        self._expires = self._clock() + self._ttl
         node = ("node_id", self._node_id)
         try:
             actors = _list_state(self._fetch, "actors", [("state", "ALIVE"), node], self._timeout)
@@ -248,7 +264,7 @@ class RayStateAttributor:
         if self._failing:
             log.info("Ray state API reachable again")
         self._failing = False
-        self._by_pid = self._index(actors, tasks)
+        self._by_pid = self._index(actors, tasks)  # swapped whole: lookups never see half an index
 
     @staticmethod
     def _index(actors: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> dict[int, ProcessAttribution]:

@@ -1,4 +1,4 @@
-"""An immutable picture of a Ray cluster, taken in one round of API calls.
+"""An immutable picture of a Ray cluster, assembled from the newest answer of each source.
 
 This is the contract between Ray access (``raylens.ray.state``) and everything that reads Ray data:
 the ``ray`` collector, service discovery and the cost engine. It holds plain values only — no
@@ -14,12 +14,13 @@ Conventions:
   in bytes, custom names as declared). Ray's implicit ``node:<ip>`` and ``node:__internal_head__``
   markers are dropped.
 * Mappings are read-only (``types.MappingProxyType``); sequences are tuples.
-* A source that failed this round leaves its tuple empty and says so in ``ClusterSnapshot.sources``;
-  check ``snapshot.ok("tasks")`` before treating an empty tuple as "no tasks".
+* A source that never answered leaves its tuple empty; ``ClusterSnapshot.sources`` says how each
+  source's last attempt fared. Check ``snapshot.has("tasks")`` before treating an empty tuple as
+  "no tasks".
 
 The parsers (``*_from_api``) take the JSON rows of the dashboard's HTTP APIs exactly as Ray 2.60
 returns them (``/api/v0/nodes?detail=1``, ``/api/jobs/``, ``/api/v0/actors?detail=1``,
-``/api/v0/tasks?detail=1``) and tolerate missing fields.
+``/api/v0/tasks?detail=1``, ``/nodes?view=summary``) and tolerate missing fields.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def clean_resources(resources: Mapping[str, Any] | None) -> Mapping[str, float]:
 
 @dataclass(frozen=True)
 class ObjectStoreStats:
-    """One raylet's object store (``NodeManagerService.GetNodeStats().store_stats``).
+    """One raylet's object store (``GetNodeStats().store_stats``, as the dashboard polls it).
 
     Byte and object counts are what the store holds now; ``*_total`` fields are cumulative since the
     raylet started (they reset only with a new node id).
@@ -116,7 +117,7 @@ class ObjectStoreStats:
         return self.used_bytes / self.capacity_bytes if self.capacity_bytes > 0 else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeSnapshot:
     node_id: str
     ip: str
@@ -145,14 +146,14 @@ class NodeSnapshot:
     """Port of Ray's own ``/metrics`` on this node (``--metrics-export-port``)."""
     node_manager_port: int | None = None
     object_store: ObjectStoreStats | None = None
-    """``None`` for dead nodes and when the raylet could not be asked this round."""
+    """``None`` for dead nodes and when the dashboard had no stats for the raylet."""
 
     @property
     def alive(self) -> bool:
         return self.state == "ALIVE"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobSnapshot:
     job_id: str | None
     """Hex job id (Ray's ``JobId``); ``None`` for a submission whose driver never started."""
@@ -188,7 +189,7 @@ class JobSnapshot:
         return max(0.0, end - self.start_time)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActorSnapshot:
     actor_id: str
     class_name: str
@@ -223,7 +224,7 @@ class ActorSnapshot:
         return self.death_exit_type not in _EXPECTED_WORKER_EXIT_TYPES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskSnapshot:
     """One attempt of a task, as the GCS task-event store holds it (bounded history)."""
 
@@ -251,9 +252,30 @@ class TaskSnapshot:
         return (self.task_id, self.attempt_number)
 
 
+@dataclass(frozen=True, slots=True)
+class ServeApplication:
+    name: str
+    route_prefix: str
+    """``""`` for an application without an HTTP route."""
+    status: str
+    """``NOT_STARTED``, ``DEPLOYING``, ``RUNNING``, ``DEPLOY_FAILED``, ``DELETING``, ``UNHEALTHY``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeState:
+    """Serve's HTTP ingress and applications, from ``/api/serve/applications/``."""
+
+    http_host: str = ""
+    """The proxies' bind address (``0.0.0.0`` when reachable on every node address)."""
+    http_port: int | None = None
+    proxy_ips: tuple[str, ...] = ()
+    """Addresses of the nodes running a healthy proxy."""
+    applications: tuple[ServeApplication, ...] = ()
+
+
 @dataclass(frozen=True)
 class SourceStatus:
-    """How one source fared in the round that produced the snapshot."""
+    """How one source fared in its last attempt."""
 
     ok: bool
     error: str = ""
@@ -271,14 +293,17 @@ class SourceStatus:
 
 @dataclass(frozen=True)
 class ClusterSnapshot:
-    """Everything raylens knows about the cluster, as of ``taken_at``.
+    """Everything raylens knows about the cluster: each source's newest good answer.
 
     ``sources`` maps each source (``version``, ``nodes``, ``node_details``, ``resource_usage``,
-    ``object_store``, ``jobs``, ``actors``, ``tasks``) to its ``SourceStatus``.
+    ``jobs``, ``actors``, ``tasks``, ``object_store``) to how its *last attempt* fared;
+    ``fetched_at`` maps each source that ever answered to when the answer in use was asked for.
+    Sources are fetched on their own schedules (``raylens.ray.refresher``), so a snapshot mixes
+    answers of different ages: ``as_of`` gives the time a set of sources is known up to.
     """
 
     taken_at: float
-    """Exporter clock (epoch seconds) when the round started."""
+    """Exporter clock (epoch seconds) of the newest answer in this snapshot."""
     duration_seconds: float
     dashboard_url: str
     session_name: str
@@ -288,10 +313,32 @@ class ClusterSnapshot:
     actors: tuple[ActorSnapshot, ...] = ()
     tasks: tuple[TaskSnapshot, ...] = ()
     sources: Mapping[str, SourceStatus] = field(default_factory=lambda: _frozen({}))
+    fetched_at: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
+    generation: int = 0
+    """Increases with every snapshot a refresher publishes (two snapshots can share ``taken_at``)."""
+    serve: ServeState | None = None
+    """``None`` until the ``serve`` source answered (or when ``ray.serve_routes`` is off)."""
 
     def ok(self, source: str) -> bool:
         status = self.sources.get(source)
         return status is not None and status.ok
+
+    def has(self, source: str) -> bool:
+        """Whether the snapshot holds an answer of ``source`` (maybe older than a failed attempt)."""
+        return source in self.fetched_at or (not self.fetched_at and self.ok(source))
+
+    def as_of(self, sources: Iterable[str]) -> float | None:
+        """The time every one of ``sources`` is known up to (the oldest of their answers), or
+        ``None`` while one of them has never answered."""
+        times = []
+        for source in sources:
+            if source in self.fetched_at:
+                times.append(self.fetched_at[source])
+            elif not self.fetched_at and self.ok(source):
+                times.append(self.taken_at)  # a snapshot built in one round
+            else:
+                return None
+        return min(times) if times else None
 
     def node(self, node_id: str) -> NodeSnapshot | None:
         return next((node for node in self.nodes if node.node_id == node_id), None)
@@ -337,23 +384,31 @@ def node_from_api(row: Mapping[str, Any], **extra: Any) -> NodeSnapshot:
     return NodeSnapshot(**values)
 
 
-def object_store_from_grpc(stats: Any) -> ObjectStoreStats:
-    """``GetNodeStatsReply.store_stats`` (protobuf message or anything with the same attributes)."""
+def object_store_from_dashboard(stats: Mapping[str, Any]) -> ObjectStoreStats:
+    """A raylet's ``storeStats`` as the dashboard's node summary gives it (protobuf JSON: camelCase
+    names, 64-bit integers as strings, zero values left out)."""
+
+    def number(key: str) -> float:
+        try:
+            return float(stats.get(key) or 0)
+        except (TypeError, ValueError):
+            return 0.0
+
     return ObjectStoreStats(
-        used_bytes=float(stats.object_store_bytes_used),
+        used_bytes=number("objectStoreBytesUsed"),
         # Ray names the capacity "avail" (object_manager.cc); the dashboard reads it the same way.
-        capacity_bytes=float(stats.object_store_bytes_avail),
-        primary_copy_bytes=float(stats.object_store_bytes_primary_copy),
-        fallback_bytes=float(stats.object_store_bytes_fallback),
-        local_objects=int(stats.num_local_objects),
-        primary_copies=int(stats.num_object_store_primary_copies),
-        pulls_queued=int(stats.object_pulls_queued),
-        spilled_bytes_total=float(stats.spilled_bytes_total),
-        spilled_objects_total=float(stats.spilled_objects_total),
-        spill_seconds_total=float(stats.spill_time_total_s),
-        restored_bytes_total=float(stats.restored_bytes_total),
-        restored_objects_total=float(stats.restored_objects_total),
-        restore_seconds_total=float(stats.restore_time_total_s),
+        capacity_bytes=number("objectStoreBytesAvail"),
+        primary_copy_bytes=number("objectStoreBytesPrimaryCopy"),
+        fallback_bytes=number("objectStoreBytesFallback"),
+        local_objects=int(number("numLocalObjects")),
+        primary_copies=int(number("numObjectStorePrimaryCopies")),
+        pulls_queued=int(number("objectPullsQueued")),
+        spilled_bytes_total=number("spilledBytesTotal"),
+        spilled_objects_total=number("spilledObjectsTotal"),
+        spill_seconds_total=number("spillTimeTotalS"),
+        restored_bytes_total=number("restoredBytesTotal"),
+        restored_objects_total=number("restoredObjectsTotal"),
+        restore_seconds_total=number("restoreTimeTotalS"),
     )
 
 
@@ -428,6 +483,30 @@ def task_from_api(row: Mapping[str, Any]) -> TaskSnapshot:
         end_time=_seconds(row.get("end_time_ms")),
         error_type=str(row.get("error_type") or ""),
         placement_group_id=str(row.get("placement_group_id") or ""),
+    )
+
+
+def serve_from_api(body: Mapping[str, Any]) -> ServeState:
+    """``GET /api/serve/applications/`` (Ray 2.60): empty maps when Serve is not running."""
+    http = body.get("http_options") or {}
+    proxies = body.get("proxies") or {}
+    applications = body.get("applications") or {}
+    return ServeState(
+        http_host=str(http.get("host") or ""),
+        http_port=_int_or_none(http.get("port")),
+        proxy_ips=tuple(
+            sorted(
+                {
+                    str(proxy.get("node_ip"))
+                    for proxy in proxies.values()
+                    if proxy.get("node_ip") and proxy.get("status", "HEALTHY") == "HEALTHY"
+                }
+            )
+        ),
+        applications=tuple(
+            ServeApplication(str(name), str(app.get("route_prefix") or ""), str(app.get("status") or ""))
+            for name, app in sorted(applications.items())
+        ),
     )
 
 

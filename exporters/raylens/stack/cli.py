@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from raylens.ray.address import RayUnavailable
+from raylens.stack.demo_loop import DEFAULT_CYCLE_SECONDS
 from raylens.stack.processes import StartError
 from raylens.stack.tools import MissingToolError, bundle_root
 from raylens.stack.up import Stack, StackOptions, default_state_dir, say_now, stop_recorded
@@ -22,6 +23,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         demo=args.demo,
         demo_duration_seconds=args.demo_duration,
         remediate=args.remediate,
+        demo_cycle_seconds=args.demo_cycle,
     )
     try:
         stack = Stack(options)
@@ -62,7 +64,7 @@ def grafana_instructions(prometheus_url: str, alertmanager_url: str | None) -> s
 def cmd_status(args: argparse.Namespace) -> int:
     from raylens.stack.status import print_status
 
-    return print_status(args.state_dir)
+    return print_status(args.state_dir, as_json=args.json)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -94,7 +96,16 @@ def add_stack_commands(commands: argparse._SubParsersAction) -> None:
         help="submit sample jobs (default: on for a local head, off when attaching)",
     )
     up.add_argument(
-        "--demo-duration", type=float, default=900.0, help="seconds the demo jobs run (default: %(default)s)"
+        "--demo-duration",
+        type=float,
+        default=0.0,
+        help="seconds the demo keeps generating work; 0 (default): until the stack stops",
+    )
+    up.add_argument(
+        "--demo-cycle",
+        type=float,
+        default=DEFAULT_CYCLE_SECONDS,
+        help="seconds between resubmissions of the demo's Data, Train, spill and failing jobs (default: %(default)s)",
     )
     up.add_argument(
         "--remediate",
@@ -105,6 +116,9 @@ def add_stack_commands(commands: argparse._SubParsersAction) -> None:
 
     status = commands.add_parser("status", help="is it working? components, targets, alerts, spend, budgets")
     status.add_argument("--state-dir", type=Path, default=default_state_dir())
+    status.add_argument(
+        "--json", action="store_true", help="one JSON object for external checkers; exit 1 unless healthy"
+    )
     status.set_defaults(handler=cmd_status)
 
     down = commands.add_parser("down", help="stop what `raylens up` started, by PID")
