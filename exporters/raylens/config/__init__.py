@@ -42,8 +42,8 @@ from raylens.config.exporter import ROLE_COLLECTORS, ExporterConfig, ExporterRol
 from raylens.config.gpu import GpuConfig
 from raylens.config.prometheus import PrometheusApiConfig
 from raylens.config.ray import RAY_JOB_INFO_LABELS, RayConfig
-from raylens.config.remediation import RemediationConfig
 from raylens.config.recommendations import RECOMMENDATION_KINDS, RecommendationsConfig
+from raylens.config.remediation import RemediationConfig
 from raylens.config.reports import ReportsConfig
 
 __all__ = [
@@ -77,8 +77,8 @@ __all__ = [
     "PrometheusApiConfig",
     "RayConfig",
     "RaylensConfig",
-    "RemediationConfig",
     "RecommendationsConfig",
+    "RemediationConfig",
     "ReportsConfig",
     "VolumeConfig",
     "load_config",
