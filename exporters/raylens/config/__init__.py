@@ -96,13 +96,13 @@ class RaylensConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     cost: CostConfig = CostConfig()
     gpu: GpuConfig = GpuConfig()
-    remediation: RemediationConfig = RemediationConfig()
     events: EventsConfig = EventsConfig()
     # Reports and recommendations (issue #11): the Prometheus they read, and their thresholds.
     prometheus: PrometheusApiConfig = PrometheusApiConfig()
     reports: ReportsConfig = ReportsConfig()
     recommendations: RecommendationsConfig = RecommendationsConfig()
     cluster: ClusterConfig = ClusterConfig()
+    remediation: RemediationConfig = RemediationConfig()
 
 
 # Environment variables for the settings most often changed per machine.
