@@ -102,7 +102,7 @@ class RunningRemediation:
         """The last audit record of an action once it finished (acted, dry_run, skipped or failed)."""
         return self.wait_for_audit(
             lambda entry: (
-                entry.get("action") == "remediation.action"
+                entry.get("action") == "remediation_action"
                 and entry.get("action_id") == action_id
                 and entry["outcome"] in ("acted", "dry_run", "skipped", "failed")
             ),

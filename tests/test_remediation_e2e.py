@@ -323,7 +323,7 @@ def test_a_critical_incident_nobody_acknowledges_escalates_through_alertmanager(
         acknowledged = subprocess_raylens("incidents", "ack", str(incident), "--by", "carol", database)
         assert acknowledged.returncode == 0, acknowledged.stderr
         wait_until(lambda: escalations("resolved"), "the escalation resolved after the acknowledgement", timeout=60)
-    entry = service.wait_for_audit(lambda e: e["action"] == "incident.escalated" and e["incident_id"] == incident)
+    entry = service.wait_for_audit(lambda e: e["action"] == "incident_escalated" and e["incident_id"] == incident)
     assert entry["level"] == "secondary-oncall"
 
 
@@ -384,7 +384,7 @@ def test_a_budget_breach_through_alertmanager_stops_only_the_opted_in_scopes_new
                 timeout=120,
             )
             webhook = service.wait_for_audit(
-                lambda e: e["action"] == "remediation.webhook" and e["group_key"] == stopped["group_key"]
+                lambda e: e["action"] == "remediation_webhook" and e["group_key"] == stopped["group_key"]
             )
             assert webhook["actor"] == "bearer-token" and webhook["receiver"] == "remediation"
             wait_until(lambda: job_status(stack, jobs["search-new"]) == "STOPPED", "the newest search job stopped")

@@ -77,7 +77,7 @@ def test_unauthenticated_oversized_and_malformed_requests_are_refused_audited_an
         "wrong path": 404,
     }
     assert unauthenticated_metrics == 401
-    refused = [entry for entry in service.audit() if entry["action"] == "remediation.webhook"]
+    refused = [entry for entry in service.audit() if entry["action"] == "remediation_webhook"]
     assert [entry["status"] for entry in refused] == [401, 401, 401, 413, 411, 400, 400, 400, 400, 404, 401]
     assert all(entry["outcome"] == "refused" and entry["reason"] for entry in refused)
     assert refused[1]["reason"] == "wrong bearer token" and refused[0]["actor"] == "anonymous"
@@ -133,7 +133,7 @@ def test_incidents_and_audit_records_outlive_a_restart_with_correct_durations(tm
     assert resolved.json()["resolved"] and resolved.json()["incident"] == first.json()["incident"]
     assert again.json()["incident"] == first.json()["incident"] and not again.json()["resolved"]
     assert service.audit()[: len(before)] == before
-    assert [entry["action"] for entry in service.audit()].count("incident.opened") == 1
+    assert [entry["action"] for entry in service.audit()].count("incident_opened") == 1
 
     database = f"--db={service.database}"
     listing = raylens("incidents", "list", database)

@@ -93,7 +93,7 @@ def cmd_incidents_postmortem(args: argparse.Namespace) -> int:
         print(markdown, end="")
         return 0
     args.output.write_text(markdown)
-    record("incident.postmortem_written", incident_id=args.id, path=str(args.output))
+    record("incident_postmortem_written", incident_id=args.id, path=str(args.output))
     print(f"wrote {args.output}")
     return 0
 
@@ -107,7 +107,7 @@ def cmd_incidents_ack(args: argparse.Namespace) -> int:
     if not store.acknowledge(args.id, by, time.time(), args.note or ""):
         print(f"incident {args.id} was already acknowledged")
         return 0
-    record("incident.acknowledged", actor=by, incident_id=args.id, note=args.note or "")
+    record("incident_acknowledged", actor=by, incident_id=args.id, note=args.note or "")
     print(f"incident {args.id} acknowledged by {by}; it will not escalate further")
     return 0
 

@@ -119,7 +119,7 @@ class Escalator:
                 f"{human_duration(now - incident['opened_at'])} after opening",
             )
         record(
-            "incident.escalated",
+            "incident_escalated",
             actor=ACTOR,
             incident_id=incident["id"],
             level=level.name,

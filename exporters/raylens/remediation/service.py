@@ -66,7 +66,7 @@ class RemediationService:
         """Audit actions a previous process left unfinished (it stopped or crashed mid-action)."""
         for action in self.store.interrupt_unfinished(time.time()):
             record(
-                "remediation.action",
+                "remediation_action",
                 "interrupted",
                 actor=ACTOR,
                 action_id=action["id"],
@@ -83,13 +83,13 @@ class RemediationService:
         incident = self.store.incident(update.incident_id)
         if update.opened:
             record(
-                "incident.opened",
+                "incident_opened",
                 actor=ACTOR,
                 incident_id=update.incident_id,
                 title=incident["title"] if incident else "",
             )
         if update.resolved:
-            record("incident.resolved", actor=ACTOR, incident_id=update.incident_id)
+            record("incident_resolved", actor=ACTOR, incident_id=update.incident_id)
             self.executor.submit(self._compute_impact, update.incident_id)
         decisions = [self._decide(notification, alert, update.incident_id, actor) for alert in notification.firing]
         return {
@@ -118,11 +118,11 @@ class RemediationService:
             earlier = decision.duplicate_of
             reason = f"already decided as action {earlier['id']} ({earlier['outcome']}): a re-delivery does nothing"
             self.metrics.actions.labels(decision.action, "duplicate").inc()
-            record("remediation.action", "duplicate", actor=ACTOR, reason=reason, **context)
+            record("remediation_action", "duplicate", actor=ACTOR, reason=reason, **context)
             return {**context, "outcome": "duplicate", "reason": reason}
         if decision.skip_reason is not None:
             self.metrics.actions.labels(decision.action, "skipped").inc()
-            record("remediation.action", "skipped", actor=ACTOR, reason=decision.skip_reason, **context)
+            record("remediation_action", "skipped", actor=ACTOR, reason=decision.skip_reason, **context)
             log.info("remediation skipped", extra={**context, "reason": decision.skip_reason})
             return {**context, "outcome": "skipped", "reason": decision.skip_reason}
         if decision.defer_until is not None:
@@ -136,7 +136,7 @@ class RemediationService:
         row = self.store.action_by_id(decision.action_id)
         reason = row["reason"] if row else "backoff"
         self.metrics.actions.labels(decision.action, "deferred").inc()
-        record("remediation.action", "deferred", actor=ACTOR, reason=reason, **context)
+        record("remediation_action", "deferred", actor=ACTOR, reason=reason, **context)
         timer = threading.Timer(delay, self._resume, args=(decision, context))
         timer.daemon = True
         timer.start()
@@ -148,7 +148,7 @@ class RemediationService:
             self._defer(decision, context)
         elif decision.skip_reason is not None:
             self.metrics.actions.labels(decision.action, "skipped").inc()
-            record("remediation.action", "skipped", actor=ACTOR, reason=decision.skip_reason, **context)
+            record("remediation_action", "skipped", actor=ACTOR, reason=decision.skip_reason, **context)
         else:
             try:
                 self.executor.submit(self._execute, decision, context)
@@ -168,7 +168,7 @@ class RemediationService:
         try:
             if not dry_run:
                 self.store.update_action(decision.action_id, "started", time.time())
-                record("remediation.action", "started", actor=ACTOR, **context)
+                record("remediation_action", "started", actor=ACTOR, **context)
             action_context = ActionContext(
                 decision,
                 self.config,
@@ -190,7 +190,7 @@ class RemediationService:
         self.metrics.actions.labels(decision.action, result.outcome).inc()
         self.metrics.duration.labels(decision.action).observe(elapsed)
         record(
-            "remediation.action",
+            "remediation_action",
             result.outcome,
             actor=ACTOR,
             reason=result.reason,
@@ -221,7 +221,7 @@ class RemediationService:
         def refuse(start_response: StartResponse, status: str, outcome: str, reason: str, environ: dict) -> list[bytes]:
             self.metrics.webhooks.labels(outcome).inc()
             record(
-                "remediation.webhook",
+                "remediation_webhook",
                 "refused",
                 actor=environ.get("raylens.actor", "anonymous"),
                 status=int(status[:3]),
@@ -277,11 +277,11 @@ class RemediationService:
             summary = self.handle(notification, actor)
         except Exception as error:  # the database or a bug: say so, and let Alertmanager retry
             log.exception("cannot record the notification", extra={"group_key": notification.group_key})
-            record("remediation.webhook", "failed", actor=actor, group_key=notification.group_key, error=str(error))
+            record("remediation_webhook", "failed", actor=actor, group_key=notification.group_key, error=str(error))
             start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"cannot record the notification; retry\n"]
         record(
-            "remediation.webhook",
+            "remediation_webhook",
             "accepted",
             actor=actor,
             remote=environ.get("REMOTE_ADDR"),
