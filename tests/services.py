@@ -164,13 +164,18 @@ class RunningAlertmanager:
 
 @contextmanager
 def running_alertmanager(
-    tmp_path: Path, sink_address: str, group_wait: str = "1s", group_interval: str = "2s"
+    tmp_path: Path,
+    sink_address: str,
+    group_wait: str = "1s",
+    group_interval: str = "2s",
+    remediation: tuple[str, Path] | None = None,
 ) -> Iterator[RunningAlertmanager]:
-    """A real Alertmanager with the shipped routing (timers shortened), webhooks to ``sink_address``."""
+    """A real Alertmanager with the shipped routing (timers shortened), webhooks to ``sink_address``
+    (the remediation receiver to ``raylens remediate`` at ``remediation``: URL, bearer token file)."""
     binary = find_tool("prometheus-alertmanager")
     assert binary, "prometheus-alertmanager is not installed; run scripts/setup.sh"
     work = tmp_path / "alertmanager"
-    config = prepare_alertmanager_dir(bundle_root(), work, sink_address, group_wait, group_interval)
+    config = prepare_alertmanager_dir(bundle_root(), work, sink_address, group_wait, group_interval, remediation)
     address = f"127.0.0.1:{free_port()}"
     process = ManagedProcess(
         "alertmanager",

@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_commands(commands)
     add_recommend_commands(commands)
+
+    from raylens.remediation.cli import add_remediation_commands
+
+    add_remediation_commands(commands)
     return parser
 
 

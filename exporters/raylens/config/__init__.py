@@ -43,6 +43,7 @@ from raylens.config.gpu import GpuConfig
 from raylens.config.prometheus import PrometheusApiConfig
 from raylens.config.ray import RAY_JOB_INFO_LABELS, RayConfig
 from raylens.config.recommendations import RECOMMENDATION_KINDS, RecommendationsConfig
+from raylens.config.remediation import RemediationConfig
 from raylens.config.reports import ReportsConfig
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "RayConfig",
     "RaylensConfig",
     "RecommendationsConfig",
+    "RemediationConfig",
     "ReportsConfig",
     "VolumeConfig",
     "load_config",
@@ -100,6 +102,7 @@ class RaylensConfig(_Section):
     reports: ReportsConfig = ReportsConfig()
     recommendations: RecommendationsConfig = RecommendationsConfig()
     cluster: ClusterConfig = ClusterConfig()
+    remediation: RemediationConfig = RemediationConfig()
 
 
 # Environment variables for the settings most often changed per machine.
@@ -116,6 +119,7 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "RAYLENS_RAY_NODE_ID": ("node", "ray_node_id"),
     "RAYLENS_RAY_ADDRESS": ("ray", "address"),
     "RAYLENS_COST_STATE_DIR": ("cost", "state_dir"),
+    "RAYLENS_INCIDENTS_DB": ("remediation", "database"),
     "RAYLENS_PROMETHEUS_URL": ("prometheus", "url"),
 }
 LIST_FIELDS = {("exporter", "collectors")}
