@@ -18,17 +18,16 @@ milliseconds and never expanded; the document is then loaded with libyaml's C lo
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from raylens.gc_pause import cyclic_gc_paused
 
 # libyaml is bundled with PyYAML's wheels; the pure-Python loader is ten times slower but equivalent.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -129,23 +128,9 @@ def read_yaml(path: Path, limits: Limits = CONFIG_LIMITS) -> Any:
     return load_yaml_text(text, path, limits)
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Building a document allocates hundreds of thousands of containers, each allocation a step towards
-    a cyclic collection that rescans the whole heap: 3.5 of 8.9 s for a 5,000-row pricing file. The
-    documents hold no cycles (recursive aliases are refused), so reference counting frees them anyway."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def load_yaml_text(text: str, path: Path | str, limits: Limits = CONFIG_LIMITS) -> Any:
     try:
-        with _collector_paused():
+        with cyclic_gc_paused():
             check_yaml_events(text, path, limits)
             return yaml.load(text, Loader=_Loader)  # a safe loader: CSafeLoader or SafeLoader
     except yaml.YAMLError as error:
@@ -253,7 +238,7 @@ def read_json(path: Path, limits: Limits = STATE_LIMITS) -> Any:
     """Parse a JSON file within ``limits``; ``FileMissing`` when absent, ``FileRefused`` otherwise."""
     text = read_bounded_text(path, limits.max_bytes)
     try:
-        with _collector_paused():
+        with cyclic_gc_paused():
             data = json.loads(text)
     except json.JSONDecodeError as error:
         raise FileRefused(path, f"not valid JSON, column {error.colno}: {error.msg}", error.lineno) from None

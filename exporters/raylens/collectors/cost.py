@@ -21,8 +21,6 @@ money keeps being accounted in memory meanwhile. All money is US dollars. Sample
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import re
 import threading
@@ -44,6 +42,7 @@ from raylens.cost.quotas import Quotas, evaluate_quotas
 from raylens.cost.ray_source import REQUIRED_SOURCES, IncompleteSnapshot, observation_from_snapshot
 from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, write_json_atomically
 from raylens.cost.state_health import StateHealth
+from raylens.gc_pause import cyclic_gc_paused
 from raylens.ray.snapshot import ClusterSnapshot
 from raylens.recommend.node_workloads import node_workload_metrics  # issue #11
 
@@ -56,24 +55,6 @@ BUDGET_LABELS = ["budget", "scope", "match", "period"]
 QUOTA_LABELS = ["quota", "scope", "match", "resource", "instance_type"]
 EXPLAIN_SAVE_SECONDS = 60.0
 _LABEL_CHARACTERS = re.compile(r"[^a-zA-Z0-9_]")
-
-
-@contextlib.contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one scrape's accounting.
-
-    The engine builds and drops hundreds of thousands of tuples and lists per scrape on large
-    clusters, which keeps triggering collections that rescan the whole live heap (about 40 % of the
-    engine's time at 100k allocations, benchmarks/cost_scale.py). Nothing it builds forms a cycle,
-    so reference counting frees it all anyway; the collector resumes right after.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def exported_label_name(key: str) -> str:
