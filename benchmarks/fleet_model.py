@@ -229,7 +229,7 @@ def _gpu_series(node: Node, series, busy: float) -> Iterator[tuple[str, Series]]
         yield series("raylens_gpu_row_remap_pending", identity, ("k", 0, 0))
         yield series("raylens_gpu_row_remap_failed", identity, ("k", 0, 0))
         for reason in CLOCK_REASONS:
-            capped = reason == "sw_power_cap" and busy > 0.7  # busy GPUs run at their power cap
+            capped = reason == "sw_power_cap" and gpu == 0 and node.slot % 2 == 1  # at its power cap
             yield series("raylens_gpu_clocks_event_reason", f'{identity},reason="{reason}"', ("k", int(capped), 0))
         for error_type in ("corrected", "uncorrected"):
             yield series("raylens_gpu_ecc_errors_total", f'{identity},error_type="{error_type}"', ("c", 0, 0))

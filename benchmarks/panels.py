@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prometheus_tsdb import serving_prometheus
 
 from raylens.dashboards.build import build_dashboards, iter_panels
-from raylens.dashboards.validate import all_values, substitute
+from raylens.dashboards.validate import BUILTIN_VARIABLES, all_values, substitute
 from raylens.stack.tools import bundle_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +106,8 @@ def panel_queries() -> Iterator[tuple[str, str, str, bool, float]]:
     for built in build_dashboards(bundle_root()):
         dashboard = built.json
         default = duration(dashboard["time"]["from"].removeprefix("now-"))
-        values = all_values(dashboard)
+        # Grafana's built-ins stay as they are: each range substitutes its own.
+        values = {**all_values(dashboard), **{name: f"${name}" for name in BUILTIN_VARIABLES}}
         for panel in iter_panels(dashboard):
             for target in panel["targets"]:
                 where = f"{dashboard['uid'].removeprefix('raylens-')} / {panel['title']} / {target['refId']}"
