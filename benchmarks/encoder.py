@@ -13,9 +13,9 @@ own could save time.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import cProfile
 import gzip
+import importlib.metadata
 import pstats
 import sys
 import time
