@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -252,17 +253,20 @@ def serve(args: argparse.Namespace) -> None:
     """One scrape target holding the whole fleet's current series (scrape it with honor_labels)."""
     fleet = build_fleet(args.nodes, time.time() - 3600, time.time() + 86400)  # a day of serving at most
     families = fleet_families(fleet)
-    cache: dict[str, tuple[float, bytes]] = {}
+    # Rendered in the background and served as it stands: on a busy machine rendering a large fleet
+    # takes seconds, which must not count against the scrape timeout.
+    latest = [current_exposition(families, time.time())]
+
+    def render() -> None:
+        while True:
+            time.sleep(args.refresh)
+            latest[0] = current_exposition(families, time.time())
+
+    threading.Thread(target=render, name="fleet-render", daemon=True).start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            now = time.time()
-            if self.path.startswith("/healthz"):
-                body = b"ok\n"
-            else:
-                if "body" not in cache or now - cache["body"][0] > args.refresh:
-                    cache["body"] = (now, current_exposition(families, now))
-                body = cache["body"][1]
+            body = b"ok\n" if self.path.startswith("/healthz") else latest[0]
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))

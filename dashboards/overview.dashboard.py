@@ -173,7 +173,8 @@ dashboard = Board(
                 stat(
                     "Spend in range",
                     "How much has the cluster cost over the selected time range?",
-                    Query("sum(increase(raylens_cost_node_dollars_total[$__range]))"),
+                    # Instant: a range query would re-read the whole range at every step.
+                    Query("sum(increase(raylens_cost_node_dollars_total[$__range]))", instant=True),
                     DOLLARS,
                     decimals=2,
                     links=[Link("Cost drill-down", "cost", carry=("datasource",))],
