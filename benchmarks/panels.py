@@ -82,8 +82,9 @@ class Timing:
 
 
 def fit_sample_cost(timings: list[Timing]) -> float:
-    """Seconds per sample read: the least-squares slope of time over samples across the queries."""
-    points = [(t.samples, t.seconds) for t in timings if not t.error and t.seconds == t.seconds]
+    """Seconds per sample read: the least-squares slope of Prometheus's own execution time over
+    samples across the queries (the wall time also holds the transfer, which grows with series)."""
+    points = [(t.samples, t.server_seconds) for t in timings if not t.error and t.seconds == t.seconds]
     if len(points) < 2:
         return 0.0
     mean_x = sum(x for x, _ in points) / len(points)
@@ -282,12 +283,23 @@ def report(panels: list[Timing], rules: list[tuple[Timing, Timing]]) -> Iterator
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tsdb", type=Path, required=True, help="the --out folder of fleet.py generate")
+    parser.add_argument("--tsdb", type=Path, help="the --out folder of fleet.py generate")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ranges", nargs="+", default=["default", "30d"], choices=["default", "30d"])
     parser.add_argument("--rule-range", default="6h", help="range over which rules are compared")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--report", type=Path, help="print the tables of an earlier --json run and exit")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        timings = [Timing(**row) for row in saved["panels"]]
+        cost = fit_sample_cost(timings)
+        for timing in timings:
+            timing.seconds_per_sample = cost
+        rules = [(Timing(**raw), Timing(**recorded)) for raw, recorded in saved["rules"]]
+        for line in report(timings, rules):
+            print(line)
+        return 0
     fleet = json.loads((args.tsdb / "fleet.json").read_text())
     end = float(fleet["end"])
     with serving_prometheus(args.tsdb / "data", args.tsdb / "prometheus-panels") as url:

@@ -57,6 +57,15 @@ def own_metrics(url: str) -> dict[str, dict[str, float]]:
     return found
 
 
+def slowest_rules(url: str, count: int = 10) -> list[tuple[str, float]]:
+    """The rules that took longest at their last evaluation (``/api/v1/rules`` evaluationTime)."""
+    groups = requests.get(f"{url}/api/v1/rules", timeout=60).json()["data"]["groups"]
+    timed = [
+        (rule.get("name", ""), float(rule.get("evaluationTime", 0.0))) for group in groups for rule in group["rules"]
+    ]
+    return sorted(timed, key=lambda pair: -pair[1])[:count]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=1000)
@@ -96,6 +105,7 @@ def main() -> int:
                         for group, seconds in own_metrics(url)["prometheus_rule_group_last_duration_seconds"].items():
                             worst[group] = max(worst.get(group, 0.0), seconds)
                 own = own_metrics(url)
+                slowest = slowest_rules(url)
                 scrape = query(url, 'scrape_duration_seconds{job="fleet"}')
         finally:
             fleet.stop()
@@ -111,10 +121,15 @@ def main() -> int:
     print(f"groups within {TARGET_SHARE:.0%} of {INTERVAL} s: {within}/{len(rows)}")
     head = own["prometheus_tsdb_head_series"].get("", 0.0)
     print(f"head series {head:,.0f}; fleet scrape {scrape[0]['value'][1] if scrape else '?'} s")
+    print("slowest rules at their last evaluation:")
+    for name, seconds in slowest:
+        print(f"  {name:<70} {seconds:8.4f} s")
     print(f"load average {os.getloadavg()}")
     if args.json:
         args.json.write_text(
-            json.dumps({"nodes": args.nodes, "last": rows, "worst": worst, "head_series": head}, indent=2)
+            json.dumps(
+                {"nodes": args.nodes, "last": rows, "worst": worst, "head_series": head, "slowest": slowest}, indent=2
+            )
         )
     return 0
 
