@@ -1,6 +1,7 @@
 """Cost drill-down: organisation → project → user → job. Each table row is a link to the next level
 (same dashboard, the clicked value set as a variable, time range kept); then by instance type and
-market, storage and egress, idle capacity, and this period against the last."""
+market, storage and egress, idle capacity, this period against the last, and what to change to spend
+less (the recommend collector's savings)."""
 
 from vocabulary import (
     COUNT,
@@ -10,6 +11,7 @@ from vocabulary import (
     HALF,
     RATIO,
     SIXTH,
+    THIRD,
     WASTE_SHARE,
     Board,
     Link,
@@ -29,6 +31,9 @@ JOB = "raylens_cost_job_dollars_total"  # by job_id, submission_id, user, projec
 NODE = "raylens_cost_node_dollars_total"  # by node_id, instance_type, market, cost_kind
 NODE_RATE = "raylens_cost_node_dollars_per_second"
 IDLE = 'project="__idle__"'  # what no task or actor held
+# The recommend collector (docs/reports.md): savings per recommendation, US dollars per hour; 730 h a month.
+SAVINGS = "raylens_recommendation_savings_dollars_per_hour"
+RECOMMENDATION = "raylens_recommendation_info"
 
 PROJECT = Variable("project", "Project", f"label_values({ALLOCATION}, project)")
 USER = Variable("user", "User", f'label_values({ALLOCATION}{{project=~"$project"}}, user)')
@@ -160,7 +165,13 @@ dashboard = Board(
                     },
                     sort_by="Spend",
                     cell_links=[
-                        Link("Select job ${__data.fields.Job}", "cost", CARRY, {"job": "${__data.fields.Job}"})
+                        Link("Select job ${__data.fields.Job}", "cost", CARRY, {"job": "${__data.fields.Job}"}),
+                        Link(
+                            "Logs of job ${__data.fields.Job}",
+                            "logs_events",
+                            ("datasource",),
+                            {"job_id": "${__data.fields.Job}"},
+                        ),
                     ],
                     width=HALF,
                 ),
@@ -235,6 +246,63 @@ dashboard = Board(
                     columns={"project": "Project", "Value #A": "This range", "Value #B": "Previous range"},
                     sort_by="This range",
                     width=HALF,
+                ),
+            ],
+        ),
+        Row(
+            "Savings",
+            [
+                stat(
+                    "Potential savings per month",
+                    "How much less could we spend by acting on the recommendations (the largest one per target, "
+                    "since right-sizing and spot on one node are alternatives)?",
+                    Query(f"sum(max by (target) ({SAVINGS})) * 730"),
+                    DOLLARS,
+                    decimals=0,
+                    sparkline=True,
+                    width=SIXTH,
+                ),
+                stat(
+                    "Recommendations",
+                    "How many recommendations are there now (shown: the top ones per kind)?",
+                    Query(f"count({SAVINGS})"),
+                    COUNT,
+                    width=SIXTH,
+                ),
+                pie(
+                    "Savings per month by kind",
+                    "Which kind of change saves most: idle GPUs, right-sizing, spot, idle clusters, Serve replicas?",
+                    Query(f"sum by (kind) ({SAVINGS}) * 730", "{{kind}}"),
+                    DOLLARS,
+                    decimals=0,
+                ),
+                timeseries(
+                    "Potential savings over time",
+                    "Are the savings on the table growing or shrinking, by kind?",
+                    Query(f"sum by (kind) ({SAVINGS}) * 730", "{{kind}}"),
+                    DOLLARS,
+                    stack=True,
+                    width=THIRD,
+                ),
+                table(
+                    "What to change",
+                    "Which changes save the most, and what exactly to do? `raylens recommend --evidence` shows the "
+                    "PromQL behind each figure.",
+                    Query(
+                        f"sort_desc({SAVINGS} * 730 * on (job, instance, kind, target) group_left (summary, action) "
+                        f"{RECOMMENDATION})"
+                    ),
+                    DOLLARS,
+                    decimals=0,
+                    columns={
+                        "kind": "Kind",
+                        "target": "Target",
+                        "summary": "Why",
+                        "action": "What to do",
+                        "Value": "Saves per month",
+                    },
+                    hide=["job", "instance", "target_type"],
+                    sort_by="Saves per month",
                 ),
             ],
         ),

@@ -137,6 +137,7 @@ dashboard = Board(
                     Query(f"sum by (status) (raylens_ray_jobs{{{RAY_SESSION}}})", "{{status}}"),
                     COUNT,
                     stack=True,
+                    links=[Link("Logs & events", "logs_events")],
                     width=THIRD,
                 ),
                 timeseries(

@@ -55,6 +55,7 @@ CATALOG: dict[str, DashboardEntry] = {
     "ray_serve": DashboardEntry("raylens-ray-serve", "Raylens / Ray Serve", "Ray"),
     "cost": DashboardEntry("raylens-cost", "Raylens / Cost drill-down", "Cost"),
     "budgets": DashboardEntry("raylens-budgets", "Raylens / Budgets & quotas", "Cost"),
+    "logs_events": DashboardEntry("raylens-logs-events", "Raylens / Logs & events", "Ray"),
 }
 
 # Tag on every dashboard: the link menu at the top of each dashboard lists dashboards with it.
@@ -64,9 +65,12 @@ TAG = "raylens"
 PROMETHEUS_UID = "raylens-prometheus"
 ALERTMANAGER_UID = "raylens-alertmanager"
 
+LOKI_UID = "raylens-loki"
+
 # Every panel and target reads from the dashboard's `datasource` variable, never a fixed uid, so
-# the same JSON works with any Prometheus a user picks.
+# the same JSON works with any Prometheus a user picks. Log panels read the `loki` variable.
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+LOKI_REF = {"type": "loki", "uid": "${loki}"}
 
 # --- Units (Grafana unit ids) -----------------------------------------------------------------------
 # Our metrics are in base units (seconds, bytes, ratios 0-1); Ray's percents and MiB are converted in
@@ -136,20 +140,43 @@ class Variable:
     all_value: str = ".*"
     description: str = ""
     regex: str = ""
+    datasource_type: str = "prometheus"
+    """For ``kind="datasource"``: which plugin's datasources to offer (``prometheus``, ``loki``)."""
 
     def template(self) -> g.Template:
         if self.kind == "datasource":
+            default = PROMETHEUS_UID if self.datasource_type == "prometheus" else LOKI_UID
             template = g.Template(
                 name=self.name,
                 label=self.label,
-                query="prometheus",
+                query=self.datasource_type,
                 type="datasource",
-                default=PROMETHEUS_UID,
+                default=default,
                 includeAll=False,
                 multi=False,
                 refresh=g.REFRESH_ON_DASHBOARD_LOAD,
             )
-            template._current = {"selected": True, "text": "Prometheus", "value": PROMETHEUS_UID}
+            template._current = {"selected": True, "text": self.label, "value": default}
+            return template
+        if self.kind in ("custom", "textbox"):
+            # custom: `query` lists the choices, comma-separated; textbox: `query` is the default text.
+            choices = self.query.split(",") if self.kind == "custom" else [self.query]
+            template = g.Template(
+                name=self.name,
+                label=self.label,
+                query=self.query,
+                type=self.kind,
+                default=self.query if self.kind == "textbox" else None,
+                includeAll=self.include_all and self.kind == "custom",
+                multi=self.multi and self.kind == "custom",
+                allValue=self.all_value if self.include_all and self.kind == "custom" else None,
+                options=[{"selected": False, "text": choice, "value": choice} for choice in choices],
+            )
+            if self.kind == "custom":
+                everything = "$__all" if self.include_all else choices[0]
+                template._current = {"selected": True, "text": ["All"], "value": [everything]}
+            else:
+                template._current = {"selected": False, "text": self.query, "value": self.query}
             return template
         template = g.Template(
             name=self.name,
@@ -188,6 +215,16 @@ NODE = Variable(
     description="Host address of a node (without the port).",
 )
 
+LOKI = Variable(
+    "loki",
+    "Loki",
+    kind="datasource",
+    multi=False,
+    include_all=False,
+    datasource_type="loki",
+    description="Loki fed by Grafana Alloy (provisioning/alloy/config.alloy).",
+)
+
 # Selectors spliced into queries; each names the variables it depends on.
 OUR_NODE = 'instance=~"($node):.*"'
 RAY_NODE = 'ip=~"$node",SessionName=~"$SessionName"'
@@ -208,6 +245,8 @@ class Query:
     instant: bool = False
     table: bool = False
     heatmap: bool = False
+    datasource: dict[str, str] = field(default_factory=lambda: DATASOURCE_REF)
+    """``LOKI_REF`` for a LogQL query (a ``logs`` panel, or a metric query over logs)."""
 
     def target(self, ref_id: str) -> g.Target:
         if self.table:
@@ -222,7 +261,7 @@ class Query:
             refId=ref_id,
             instant=self.instant,
             format=target_format,
-            datasource=DATASOURCE_REF,
+            datasource=self.datasource,
         )
 
 
@@ -288,10 +327,12 @@ def _common(
     max_data_points: int,
 ) -> dict[str, Any]:
     assert "?" in question, f"{title!r}: the description is the question the panel answers"
+    sources = {query.datasource["type"] for query in ([queries] if isinstance(queries, Query) else queries)}
+    assert len(sources) == 1, f"{title!r}: one datasource per panel"
     return {
         "title": title,
         "description": question,
-        "dataSource": DATASOURCE_REF,
+        "dataSource": LOKI_REF if sources == {"loki"} else DATASOURCE_REF,
         "targets": _targets(queries),
         "thresholds": thresholds,
         "links": [link.panel_link() for link in links],
@@ -529,6 +570,64 @@ def pie(
     return Placed(panel, Size(width, height))
 
 
+def logs(
+    title: str,
+    question: str,
+    query: Query,
+    *,
+    links: Sequence[Link] = (),
+    width: int = FULL,
+    height: int = 10,
+) -> Placed:
+    """Log lines from Loki (``query.datasource`` is ``LOKI_REF``), newest first, with their labels."""
+    assert query.datasource == LOKI_REF, f"{title!r}: a logs panel reads Loki"
+    panel = g.Logs(
+        **_common(title, question, query, NEUTRAL, links, max_data_points=1000),
+        showLabels=False,
+        showCommonLabels=False,
+        showTime=True,
+        wrapLogMessages=True,
+        sortOrder="Descending",
+        enableLogDetails=True,
+        extraJson={"fieldConfig": {"defaults": {"unit": NONE}}},
+    )
+    return Placed(panel, Size(width, height))
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A dashboard annotation: each non-zero point of ``expr`` (Prometheus), or each line of a LogQL
+    stream (``datasource=LOKI_REF``), marks the time axis of every time-series panel."""
+
+    name: str
+    expr: str
+    title: str
+    text: str = ""
+    colour: str = "red"
+    datasource: dict[str, str] = field(default_factory=lambda: DATASOURCE_REF)
+    tags: tuple[str, ...] = ()
+
+    def json(self) -> dict[str, Any]:
+        """Grafana's current layout: the query in ``target`` (where Grafana 10+ moves a legacy
+        top-level ``expr``/``step``), the formats beside it where the datasources read them."""
+        target: dict[str, Any] = {"expr": self.expr, "refId": "Anno"}
+        if self.datasource["type"] == "prometheus":
+            target["interval"] = "30s"
+        else:
+            target["queryType"] = "range"
+        return {
+            "name": self.name,
+            "datasource": self.datasource,
+            "enable": True,
+            "hide": False,
+            "iconColor": self.colour,
+            "target": target,
+            "titleFormat": self.title,
+            "textFormat": self.text,
+            "tagKeys": ",".join(self.tags),
+        }
+
+
 @dataclass
 class Row:
     """A titled band of panels, laid out left to right and wrapped at the grid's 24 columns."""
@@ -548,6 +647,7 @@ class Board:
     rows: list[Row]
     time_from: str = "now-6h"
     refresh: str = "30s"
+    annotations: list[Annotation] = field(default_factory=list)
 
     @property
     def entry(self) -> DashboardEntry:
@@ -593,6 +693,7 @@ class Board:
             refresh=self.refresh,
             time=g.Time(self.time_from, "now"),
             templating=g.Templating([variable.template() for variable in self.variables]),
+            annotations=g.Annotations([annotation.json() for annotation in self.annotations]),
             links=[
                 g.DashboardLink(
                     title="Raylens dashboards",

@@ -12,3 +12,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     if missing:
         raise pytest.UsageError(f"missing {', '.join(missing)}: run scripts/setup.sh first")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory):
+    """The events log, the audit trail and cost state default to $XDG_STATE_HOME: keep every test
+    (and the exporters it starts, which inherit the environment) out of the user's own."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+    yield
+    patch.undo()

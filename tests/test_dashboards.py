@@ -91,7 +91,7 @@ def test_schema_gate_rejects_grafanalib_raw_output_and_angular_panels(built) -> 
 
 def test_uids_titles_and_folders_are_fixed_and_unique(built) -> None:
     uids = [dashboard.json["uid"] for dashboard in built]
-    assert len(set(uids)) == len(uids) == 8
+    assert len(set(uids)) == len(uids) == 9
     assert all(re.fullmatch(r"raylens-[a-z-]+", uid) for uid in uids)
     titles = [dashboard.json["title"] for dashboard in built]
     assert len(set(titles)) == len(titles)
@@ -140,6 +140,9 @@ def test_cost_drill_down_goes_project_then_user_then_job(built) -> None:
     assert "var-user=${__data.fields.User}" in links["Spend by user"][0]["url"]
     assert "${project:queryparam}" in links["Spend by user"][0]["url"]
     assert "var-job=" in links["Spend by Ray job"][0]["url"]
+    # Each job row also opens its logs.
+    assert "/d/raylens-logs-events?" in links["Spend by Ray job"][1]["url"]
+    assert "var-job_id=${__data.fields.Job}" in links["Spend by Ray job"][1]["url"]
     for table in links.values():
         for link in table:
             assert "${__url_time_range}" in link["url"]
@@ -148,11 +151,16 @@ def test_cost_drill_down_goes_project_then_user_then_job(built) -> None:
 
 
 def test_variables_are_multi_select_with_all(built) -> None:
+    defaults = {"prometheus": "raylens-prometheus", "loki": "raylens-loki"}
     for dashboard in built:
         for variable in dashboard.json["templating"]["list"]:
             if variable["type"] == "datasource":
-                assert variable["query"] == "prometheus"
-                assert variable["current"]["value"] == "raylens-prometheus"
+                assert variable["current"]["value"] == defaults[variable["query"]]
+            elif variable["type"] == "textbox":  # free text (a regex), default matches everything
+                assert variable["query"] in ("", ".*") and variable["current"]["value"] == variable["query"]
+            elif variable["type"] == "custom":
+                assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
+                assert [option["value"] for option in variable["options"]] == variable["query"].split(",")
             else:
                 assert variable["multi"] and variable["includeAll"] and variable["allValue"] == ".*"
                 assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
@@ -269,7 +277,13 @@ def test_datasources_have_the_uids_dashboards_default_to(built) -> None:
     provisioning = yaml.safe_load((REPO / "provisioning/grafana/datasources/datasources.yml").read_text())
     assert provisioning["apiVersion"] == 1
     uids = {source["type"]: source["uid"] for source in provisioning["datasources"]}
-    assert uids == {"prometheus": "raylens-prometheus", "alertmanager": "raylens-alertmanager"}
+    assert uids == {
+        "prometheus": "raylens-prometheus",
+        "alertmanager": "raylens-alertmanager",
+        "loki": "raylens-loki",
+        "tempo": "raylens-tempo",
+        "jaeger": "raylens-jaeger",
+    }
     assert all(source["editable"] is False for source in provisioning["datasources"])
     scrape = yaml.safe_load((REPO / "provisioning/prometheus/prometheus.yml").read_text())["global"]["scrape_interval"]
     prometheus = next(source for source in provisioning["datasources"] if source["type"] == "prometheus")
@@ -299,7 +313,7 @@ def test_docker_compose_config_is_valid() -> None:
 def test_compose_pins_images_mounts_what_exists_and_checks_health() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"prometheus", "alertmanager", "grafana", "raylens-exporter"}
+    assert set(services) == {"prometheus", "alertmanager", "grafana", "raylens-exporter", "loki", "alloy"}
     for name, service in services.items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image ({image})"

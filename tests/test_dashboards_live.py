@@ -25,13 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
+from panel_check import empty_targets
 from ray_cluster import running_ray_head
 
 from raylens.config import KNOWN_COLLECTORS
-from raylens.dashboards.build import build_dashboards, iter_panels
-from raylens.dashboards.validate import all_values, substitute
 from raylens.stack.ports import free_port
 from raylens.stack.tools import bundle_root
 from services import REPO, running_exporter, running_prometheus
@@ -46,6 +44,18 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     "ray_memory_manager_worker_eviction_total only at the first OOM kill; CI never exhausts memory",
     ("raylens-ray-core", "Unschedulable tasks by reason"): "ray_scheduler_unscheduleable_tasks appears "
     "only when a task asks for resources no node has",
+    # Issue #11: the recommend collector needs hours of history (its shortest window is 6 h); these
+    # panels are checked on backfilled history in tests/test_recommend.py instead.
+    **{
+        ("raylens-cost", title): "recommendations need hours of history; see test_recommend.py's Savings row test"
+        for title in (
+            "Potential savings per month",
+            "Recommendations",
+            "Savings per month by kind",
+            "Potential savings over time",
+            "What to change",
+        )
+    },
 }
 # Listed above but allowed to have data, because it depends on timing rather than on a condition
 # CI never creates.
@@ -176,56 +186,8 @@ def _with_workload(tmp: Path, head: Any, prometheus: Any, started: float):
             client.stop_job(job_id)
 
 
-def _query_range(url: str, expr: str, start: float, end: float) -> list[dict[str, Any]]:
-    params = {"query": expr, "start": start, "end": end, "step": 2}
-    body = requests.get(f"{url}/api/v1/query_range", params=params, timeout=30).json()
-    assert body["status"] == "success", f"{expr}: {body}"
-    return body["data"]["result"]
-
-
-def _query(url: str, expr: str, at: float) -> list[dict[str, Any]]:
-    body = requests.get(f"{url}/api/v1/query", params={"query": expr, "time": at}, timeout=30).json()
-    assert body["status"] == "success", f"{expr}: {body}"
-    return body["data"]["result"]
-
-
-def _variable_expr(query: Any) -> str:
-    """``label_values(metric{sel}, label)`` → the PromQL whose series carry the offered values."""
-    text = query["query"] if isinstance(query, dict) else query
-    inner = text[len("label_values(") : -1]
-    selector, _, label = inner.rpartition(",")
-    return f"count by ({label.strip()}) ({selector.strip()})"
-
-
 def _empty_targets(url: str, started: float) -> tuple[list[str], set[tuple[str, str]]]:
-    """Each panel target with no series over the test's range, and every variable with no value."""
-    end = time.time()
-    values_extra = {"__rate_interval": RATE_INTERVAL, "__interval": "2s", "__range": f"{int(end - started) + 60}s"}
-    # "This range against the previous one" needs history before the range: over half the test's
-    # time, the first half is the previous range.
-    previous_range = {**values_extra, "__range": f"{int((end - started) / 2)}s"}
-    empty: list[str] = []
-    empty_panels: set[tuple[str, str]] = set()
-    for built in build_dashboards(bundle_root()):
-        dashboard = built.json
-        values = {**all_values(dashboard), **values_extra}
-        for variable in dashboard["templating"]["list"]:
-            if variable["type"] == "query":
-                expr = substitute(_variable_expr(variable["query"]), values)
-                if not _query_range(url, expr, started, end):
-                    empty.append(f"{dashboard['uid']} variable ${variable['name']}: no values from {expr}")
-        for panel in iter_panels(dashboard):
-            key = (dashboard["uid"], panel["title"])
-            for target in panel["targets"]:
-                compared = "offset $__range" in target["expr"]
-                expr = substitute(target["expr"], {**values, **previous_range} if compared else values)
-                instant = target.get("instant")
-                result = _query(url, expr, end) if instant else _query_range(url, expr, started, end)
-                if not result:
-                    empty_panels.add(key)
-                    if key not in EXCEPTIONS:
-                        empty.append(f"{dashboard['uid']} {panel['title']!r} {target['refId']}: {expr}")
-    return empty, empty_panels
+    return empty_targets(url, started, time.time(), RATE_INTERVAL, EXCEPTIONS)
 
 
 def test_every_panel_shows_data(live) -> None:

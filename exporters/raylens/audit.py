@@ -8,6 +8,10 @@ authenticated caller for services), ``action``, ``outcome`` and action-specific 
 Where it goes: ``$RAYLENS_AUDIT_LOG`` when set, else ``$XDG_STATE_HOME/raylens/audit.jsonl``
 (``~/.local/state/raylens/audit.jsonl``). Set ``RAYLENS_AUDIT_LOG=off`` to record nothing (tests
 of unrelated commands). A failed write is logged, never raised: auditing must not stop the action.
+
+Retention: kept forever unless ``$RAYLENS_AUDIT_RETENTION_DAYS`` is set; then records older than
+that are dropped the first time a process records something (compliance regimes differ: ship the
+file to your log store and keep it there as long as yours requires).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Any
 log = logging.getLogger("raylens.audit")
 
 AUDIT_ENVIRONMENT_VARIABLE = "RAYLENS_AUDIT_LOG"
+RETENTION_ENVIRONMENT_VARIABLE = "RAYLENS_AUDIT_RETENTION_DAYS"
 _lock = threading.Lock()
+_pruned: set[Path] = set()
 
 
 def audit_log_path() -> Path | None:
@@ -65,4 +71,39 @@ def record(action: str, outcome: str = "ok", actor: str | None = None, **details
             file.write(line)
     except OSError as error:
         log.warning("cannot write the audit log", extra={"path": str(path), "error": str(error)})
+    _apply_retention(path, now)
     return entry
+
+
+def _apply_retention(path: Path, now: float) -> None:
+    raw = os.environ.get(RETENTION_ENVIRONMENT_VARIABLE, "")
+    if not raw or path in _pruned:
+        return
+    _pruned.add(path)
+    try:
+        days = float(raw)
+    except ValueError:
+        log.warning(
+            "ignoring a retention that is not a number of days",
+            extra={"variable": RETENTION_ENVIRONMENT_VARIABLE, "value": raw},
+        )
+        return
+    from raylens.jsonl import prune_older_than
+
+    try:
+        prune_older_than(path, now - days * 86400)
+    except OSError as error:
+        log.warning("cannot prune the audit log", extra={"path": str(path), "error": str(error)})
+
+
+def file_fingerprint(path: Path | None) -> dict[str, Any]:
+    """``config_file`` and its ``config_sha256`` for a record (which content was acted on)."""
+    if path is None:
+        return {"config_file": None}
+    import hashlib
+
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        digest = None
+    return {"config_file": str(path), "config_sha256": digest}

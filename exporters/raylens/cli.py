@@ -42,10 +42,17 @@ def _load(args: argparse.Namespace, overrides: dict[tuple[str, ...], tuple[str, 
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
+    from raylens import audit
     from raylens.exporter import load_exporter_web_config, run_exporter
 
-    config = _load(args, _exporter_overrides(args))
-    web_config = load_exporter_web_config(config)
+    source = audit.file_fingerprint(args.config_file)
+    try:
+        config = _load(args, _exporter_overrides(args))
+        web_config = load_exporter_web_config(config)
+    except ConfigError as error:
+        audit.record("config_loaded", "rejected", command="exporter", **source, problems=len(error.problems))
+        raise
+    audit.record("config_loaded", command="exporter", **source, collectors=list(config.exporter.collectors))
     configure_logging(config.log.level, config.log.format)
     run_exporter(config, web_config)
     return 0
@@ -127,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     from raylens.cost.explain import add_cost_commands
 
     add_cost_commands(commands)
+
+    from raylens.ray.logs.cli import add_logs_commands
+
+    add_logs_commands(commands)
+
+    # Reports and recommendations (issue #11).
+    from raylens.recommend.cli import add_recommend_commands
+    from raylens.report.cli import add_report_commands
+
+    add_report_commands(commands)
+    add_recommend_commands(commands)
     return parser
 
 

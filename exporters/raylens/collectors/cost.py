@@ -41,9 +41,10 @@ from raylens.cost.engine import KIND_NAMES, CostEngine, Report
 from raylens.cost.model import Observation
 from raylens.cost.periods import period_end
 from raylens.cost.quotas import Quotas, evaluate_quotas
-from raylens.cost.ray_source import IncompleteSnapshot, observation_from_snapshot
+from raylens.cost.ray_source import REQUIRED_SOURCES, IncompleteSnapshot, observation_from_snapshot
 from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, write_json_atomically
 from raylens.ray.snapshot import ClusterSnapshot
+from raylens.recommend.node_workloads import node_workload_metrics  # issue #11
 
 log = logging.getLogger("raylens.cost")
 
@@ -148,7 +149,8 @@ class CostCollector(Collector):
                 log.info("cost state saved again", extra={"held_back_seconds": held_back})
                 self._unsaved_since = None
             self._published = _Published(
-                spend=tuple(self._spend_metrics(report)),
+                # issue #11: + what each node's jobs hold by workload, the spot recommendation's evidence
+                spend=(*self._spend_metrics(report), *node_workload_metrics(report)),
                 budgets=tuple(self._budget_metrics()),
                 quotas=tuple(self._quota_metrics(report)),
             )
@@ -158,6 +160,9 @@ class CostCollector(Collector):
 
     def account_snapshot(self, snapshot: ClusterSnapshot) -> None:
         """The refresher's subscriber: a new Ray snapshot in, spend accounted (never raises)."""
+        as_of, accounted = snapshot.as_of(REQUIRED_SOURCES), self._engine.state.time
+        if as_of is not None and accounted is not None and as_of <= accounted and self._report is not None:
+            return  # only a source the engine does not need answered: nothing new to account
         try:
             self.account(observation_from_snapshot(snapshot))
         except IncompleteSnapshot as error:

@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from raylens.collectors.base import Collector, Section
 from raylens.config import RayConfig
 from raylens.ray.address import RayUnavailable
+from raylens.ray.event_log import EventRecorder, event_counter_family
 from raylens.ray.lifecycle import LifecycleCounters, label_values
 from raylens.ray.refresher import SourceHealth, StateRefresher
 from raylens.ray.snapshot import ClusterSnapshot, JobSnapshot, NodeSnapshot
@@ -95,6 +96,7 @@ class RayCollector(Collector):
         config: RayConfig,
         source: SnapshotProvider | None = None,
         clock: Callable[[], float] = time.time,
+        events: EventRecorder | None = None,
     ):
         self._config = config
         if source is None:
@@ -106,6 +108,10 @@ class RayCollector(Collector):
         self._lifecycle = LifecycleCounters()
         # Counted once per new snapshot, on the refresher's side: a scrape only reads the counts.
         source.subscribe("lifecycle", self._lifecycle.observe)
+        # Workspace events (raylens.ray.event_log): derived, written and counted the same way.
+        self._events = events
+        if events is not None:
+            source.subscribe("events", events.observe)
 
     @property
     def source(self) -> SnapshotProvider:
@@ -137,6 +143,7 @@ class RayCollector(Collector):
             "tasks": data(self._tasks, "tasks"),
             "allocation": data(self._allocation, "jobs", "actors", "tasks"),
             "lifecycle": self._lifecycle_counters,
+            "events": self._event_counters,
         }
 
     # --- sections ------------------------------------------------------------------------------
@@ -449,6 +456,10 @@ class RayCollector(Collector):
             for values, count in label_values(counts[key]):
                 family.add_metric(values, count)
             yield family
+
+    def _event_counters(self) -> Iterator[Metric]:
+        if self._events is not None:
+            yield event_counter_family(self._events.counts())
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -36,9 +36,13 @@ from raylens.config.errors import (
     problems_from_validation,
     read_yaml_mapping,
 )
+from raylens.config.events import EventsConfig
 from raylens.config.exporter import ExporterConfig, LogConfig, NodeConfig
 from raylens.config.gpu import GpuConfig
+from raylens.config.prometheus import PrometheusApiConfig
 from raylens.config.ray import RAY_JOB_INFO_LABELS, RayConfig
+from raylens.config.recommendations import RECOMMENDATION_KINDS, RecommendationsConfig
+from raylens.config.reports import ReportsConfig
 
 __all__ = [
     "DEFAULT_DISK_DEVICE_EXCLUDE",
@@ -50,12 +54,14 @@ __all__ = [
     "KNOWN_COLLECTORS",
     "MISSING",
     "RAY_JOB_INFO_LABELS",
+    "RECOMMENDATION_KINDS",
     "AlertsConfig",
     "CollectorName",
     "ConfigError",
     "ConfigProblem",
     "CostConfig",
     "Duration",
+    "EventsConfig",
     "ExporterConfig",
     "GpuConfig",
     "LogConfig",
@@ -63,8 +69,11 @@ __all__ = [
     "NodeMatch",
     "NodeRule",
     "Percent",
+    "PrometheusApiConfig",
     "RayConfig",
     "RaylensConfig",
+    "RecommendationsConfig",
+    "ReportsConfig",
     "VolumeConfig",
     "load_config",
     "parse_listen_address",
@@ -81,6 +90,11 @@ class RaylensConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     cost: CostConfig = CostConfig()
     gpu: GpuConfig = GpuConfig()
+    events: EventsConfig = EventsConfig()
+    # Reports and recommendations (issue #11): the Prometheus they read, and their thresholds.
+    prometheus: PrometheusApiConfig = PrometheusApiConfig()
+    reports: ReportsConfig = ReportsConfig()
+    recommendations: RecommendationsConfig = RecommendationsConfig()
 
 
 # Environment variables for the settings most often changed per machine.
@@ -95,6 +109,7 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "RAYLENS_RAY_NODE_ID": ("node", "ray_node_id"),
     "RAYLENS_RAY_ADDRESS": ("ray", "address"),
     "RAYLENS_COST_STATE_DIR": ("cost", "state_dir"),
+    "RAYLENS_PROMETHEUS_URL": ("prometheus", "url"),
 }
 LIST_FIELDS = {("exporter", "collectors")}
 

@@ -193,6 +193,19 @@ class AlertsConfig(_Section):
         "are left out. Use a day for workloads with a daily cycle.",
     )
 
+    # --- Savings recommendations (rules/groups/recommendations.py; thresholds: the recommendations section) ---
+    recommendation_min_dollars_per_month: int = Field(
+        100,
+        ge=0,
+        description="Recommendations saving less than this (US dollars a month) stay on the dashboard's Savings "
+        "row and never alert. Raise it for large fleets.",
+    )
+    recommendation_for: Duration = Field(
+        "1h",
+        description="How long a recommendation must stand before it alerts; its evidence already covers its own "
+        "window (recommendations.*_window), so this only rides out refreshes.",
+    )
+
     @field_validator("serve_availability_slo_percent", "serve_latency_slo_percent", mode="before")
     @classmethod
     def _slo_as_text(cls, value: Any) -> Any:

@@ -20,8 +20,8 @@ DEFAULT_FS_TYPES_EXCLUDE = (
     r"|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
 )
 
-KNOWN_COLLECTORS = ("node", "ray", "cost", "gpu")
-CollectorName = Literal["node", "ray", "cost", "gpu"]
+KNOWN_COLLECTORS = ("node", "ray", "cost", "gpu", "recommend")
+CollectorName = Literal["node", "ray", "cost", "gpu", "recommend"]
 
 
 class _Section(BaseModel):

@@ -29,6 +29,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     for path in changed:
         print(f"wrote {path.relative_to(bundle)}" if path.exists() else f"removed {path.relative_to(bundle)}")
     print(f"{len(built)} dashboards, {len(changed)} files changed")
+    from raylens import audit
+
+    audit.record(
+        "dashboards_built",
+        dashboards=[dashboard.key for dashboard in built],
+        changed=[str(path.relative_to(bundle)) for path in changed],
+    )
     return 0
 
 

@@ -135,6 +135,24 @@ def _draw_panel(axes: Any, panel: dict[str, Any], source: Prometheus, values: di
     axes.tick_params(labelsize=6)
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
+    if (panel.get("datasource") or {}).get("type") == "loki":
+        # Previews read Prometheus only: name the LogQL a Loki-backed panel shows.
+        axes.axis("off")
+        # `$` would start matplotlib's math text: show variables literally.
+        query = panel.get("targets", [{}])[0].get("expr", "").replace("$", r"\$")
+        axes.text(
+            0,
+            0.9,
+            "Loki: " + query[:160],
+            va="top",
+            ha="left",
+            family="monospace",
+            fontsize=5.5,
+            color="#555555",
+            wrap=True,
+            transform=axes.transAxes,
+        )
+        return
     if kind == "table":
         rows = []
         for target in panel.get("targets", []):

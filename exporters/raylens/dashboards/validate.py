@@ -24,8 +24,25 @@ from raylens.dashboards.build import iter_panels
 
 SCHEMA_PATH = Path("schemas/grafana-dashboard.schema.json")
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+# Log panels and annotations read Loki through the dashboard's `loki` variable.
+LOKI_REF = {"type": "loki", "uid": "${loki}"}
 # Non-Angular panel types only: `graph`, `singlestat` and plugin panels break in Grafana 11/12.
-ALLOWED_PANEL_TYPES = {"timeseries", "stat", "bargauge", "table", "heatmap", "piechart", "gauge", "text"}
+ALLOWED_PANEL_TYPES = {"timeseries", "stat", "bargauge", "table", "heatmap", "piechart", "gauge", "text", "logs"}
+# The schema (generated from @grafana/schema's TypeScript types) types annotation targets only for
+# Grafana's built-in datasource; Prometheus and Loki annotations carry their query in `target` and
+# their formats beside it. Those are checked by `annotation_problems` instead.
+_SCHEMA_ANNOTATION_KEYS = {
+    "builtIn",
+    "datasource",
+    "enable",
+    "filter",
+    "hide",
+    "iconColor",
+    "name",
+    "placement",
+    "type",
+}
+_ANNOTATION_FORMATS = {"titleFormat", "textFormat", "tagKeys", "useValueForTime"}
 # Grafana's global variables a query may use, and what the checks substitute for them.
 BUILTIN_VARIABLES = {"__rate_interval": "1m", "__interval": "30s", "__range": "1h"}
 
@@ -45,10 +62,35 @@ class PanelQuery:
         return f"{self.dashboard} panel {self.panel_id} {self.panel_title!r} query {self.ref_id}"
 
 
+def is_loki(target_or_panel: dict[str, Any]) -> bool:
+    return (target_or_panel.get("datasource") or {}).get("type") == "loki"
+
+
 def iter_queries(dashboard: dict[str, Any]) -> Iterator[PanelQuery]:
+    """Every PromQL query: panel targets and Prometheus annotations (``panel_id`` 0); LogQL is
+    left to ``iter_log_queries``."""
     for panel in iter_panels(dashboard):
         for target in panel.get("targets", []):
-            yield PanelQuery(dashboard["uid"], panel["id"], panel["title"], target["refId"], target["expr"])
+            if not is_loki(target):
+                yield PanelQuery(dashboard["uid"], panel["id"], panel["title"], target["refId"], target["expr"])
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        if not is_loki(annotation) and "target" in annotation:
+            yield PanelQuery(
+                dashboard["uid"], 0, f"annotation {annotation['name']}", "Anno", annotation["target"]["expr"]
+            )
+
+
+def iter_log_queries(dashboard: dict[str, Any]) -> Iterator[PanelQuery]:
+    """Every LogQL query (Loki panel targets and Loki annotations)."""
+    for panel in iter_panels(dashboard):
+        for target in panel.get("targets", []):
+            if is_loki(target):
+                yield PanelQuery(dashboard["uid"], panel["id"], panel["title"], target["refId"], target["expr"])
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        if is_loki(annotation):
+            yield PanelQuery(
+                dashboard["uid"], 0, f"annotation {annotation['name']}", "Anno", annotation["target"]["expr"]
+            )
 
 
 @cache
@@ -60,9 +102,17 @@ def _validator(schema_path: Path) -> Any:
 
 
 def schema_errors(dashboard: dict[str, Any], schema_path: Path) -> list[str]:
-    """Every violation of Grafana's dashboard schema, as ``path: message`` lines."""
+    """Every violation of Grafana's dashboard schema, as ``path: message`` lines (annotations: the
+    keys the schema knows; see ``annotation_problems`` for the rest)."""
     validator = _validator(schema_path)
-    errors = sorted(validator.iter_errors(dashboard), key=lambda error: list(error.absolute_path))
+    checked = dict(dashboard)
+    if "annotations" in dashboard:
+        annotations = [
+            {key: value for key, value in annotation.items() if key in _SCHEMA_ANNOTATION_KEYS}
+            for annotation in dashboard["annotations"].get("list", [])
+        ]
+        checked["annotations"] = {**dashboard["annotations"], "list": annotations}
+    errors = sorted(validator.iter_errors(checked), key=lambda error: list(error.absolute_path))
     return ["/".join(str(part) for part in error.absolute_path) + ": " + error.message for error in errors]
 
 
@@ -89,9 +139,36 @@ def _balanced(expr: str) -> bool:
     return not stack and not in_string
 
 
+def annotation_problems(dashboard: dict[str, Any]) -> list[str]:
+    """Annotations read a datasource variable and hold a query with a refId and known formats."""
+    uid = dashboard.get("uid") or "<no uid>"
+    variables = _variable_names(dashboard)
+    problems = []
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        where = f"{uid} annotation {annotation.get('name')!r}"
+        source = annotation.get("datasource")
+        if source not in (DATASOURCE_REF, LOKI_REF):
+            problems.append(f"{where}: datasource is not the ${{datasource}} or ${{loki}} variable object")
+        elif source == LOKI_REF and "loki" not in variables:
+            problems.append(f"{where}: reads ${{loki}}, which the dashboard does not define")
+        target = annotation.get("target") or {}
+        if not target.get("expr", "").strip() or not target.get("refId"):
+            problems.append(f"{where}: target needs expr and refId")
+        if not _balanced(target.get("expr", "")):
+            problems.append(f"{where}: unbalanced brackets or quotes")
+        unknown = set(annotation) - _SCHEMA_ANNOTATION_KEYS - _ANNOTATION_FORMATS - {"target"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {sorted(unknown)}")
+        for match in VARIABLE_REFERENCE.finditer(target.get("expr", "")):
+            name = match.group(1) or match.group(2)
+            if name not in variables and name not in BUILTIN_VARIABLES:
+                problems.append(f"{where}: uses ${name}, which the dashboard does not define")
+    return problems
+
+
 def invariant_problems(dashboard: dict[str, Any]) -> list[str]:
     """House rules every generated dashboard keeps (empty list when it keeps them all)."""
-    problems = []
+    problems = annotation_problems(dashboard)
     uid = dashboard.get("uid") or "<no uid>"
     if not dashboard.get("uid"):
         problems.append("dashboard has no fixed uid")
@@ -136,8 +213,13 @@ def invariant_problems(dashboard: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: thresholds not explicit (base step with value null first)")
         if not isinstance(panel.get("maxDataPoints"), int):
             problems.append(f"{where}: maxDataPoints not set")
-        if panel.get("datasource") != DATASOURCE_REF:
+        expected = LOKI_REF if is_loki(panel) else DATASOURCE_REF
+        if expected == LOKI_REF and "loki" not in variables:
+            problems.append(f"{where}: reads ${{loki}}, which the dashboard does not define")
+        if panel.get("datasource") != expected:
             problems.append(f"{where}: datasource is not the ${{datasource}} variable object")
+        if panel.get("type") == "logs" and expected != LOKI_REF:
+            problems.append(f"{where}: a logs panel must read Loki")
         targets = panel.get("targets", [])
         if not targets:
             problems.append(f"{where}: no query")
@@ -147,8 +229,8 @@ def invariant_problems(dashboard: dict[str, Any]) -> list[str]:
         for target in targets:
             expr = target.get("expr", "")
             label = f"{where} query {target.get('refId')}"
-            if target.get("datasource") != DATASOURCE_REF:
-                problems.append(f"{label}: datasource is not the ${{datasource}} variable object")
+            if target.get("datasource") != expected:
+                problems.append(f"{label}: datasource differs from its panel's variable object")
             if not expr.strip():
                 problems.append(f"{label}: empty expression")
             if not _balanced(expr):

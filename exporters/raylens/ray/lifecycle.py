@@ -68,6 +68,8 @@ class LifecycleCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._observed: tuple[float, int] | None = None
+        # When each source's answer was asked for, as last observed: an unchanged answer is skipped.
+        self._answers: dict[str, float | None] = {}
         self._baselined: set[str] = set()
         self.jobs_finished: Counter[tuple[str, str]] = Counter()
         self.node_joins: Counter[tuple[str, str, str]] = Counter()
@@ -97,14 +99,25 @@ class LifecycleCounters:
                 return  # the same snapshot seen again
             self._observed = (snapshot.taken_at, snapshot.generation)
             session = snapshot.session_name
-            if snapshot.ok("jobs"):
+            if self._new_answer(snapshot, "jobs"):
                 self._observe_jobs(snapshot, session, self._first("jobs"))
-            if snapshot.ok("nodes"):
+            if self._new_answer(snapshot, "nodes"):
                 self._observe_nodes(snapshot, session, self._first("nodes"))
-            if snapshot.ok("tasks"):
+            if self._new_answer(snapshot, "tasks"):
                 self._observe_tasks(snapshot, session, self._first("tasks"))
-            if snapshot.ok("actors"):
+            if self._new_answer(snapshot, "actors"):
                 self._observe_actors(snapshot, session, self._first("actors"))
+
+    def _new_answer(self, snapshot: ClusterSnapshot, source: str) -> bool:
+        """The source answered, and with an answer not observed yet (snapshots are recomposed after
+        every source's answer, so most carry the same tasks as the one before)."""
+        if not snapshot.ok(source):
+            return False
+        fetched = snapshot.fetched_at.get(source)
+        if fetched is not None and self._answers.get(source) == fetched:
+            return False
+        self._answers[source] = fetched
+        return True
 
     def _first(self, source: str) -> bool:
         first = source not in self._baselined

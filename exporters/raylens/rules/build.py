@@ -43,8 +43,21 @@ def build(bundle: Path, config_file: Path | None = None, budgets_file: Path | No
 
 
 def cmd_rules_build(args: argparse.Namespace) -> int:
-    for path in build(bundle_root(), args.config_file, args.budgets_file):
+    from raylens import audit
+
+    try:
+        written = build(bundle_root(), args.config_file, args.budgets_file)
+    except Exception as error:
+        audit.record("rules_built", "failed", **audit.file_fingerprint(args.config_file), error=str(error)[:500])
+        raise
+    for path in written:
         print(f"wrote {path}")
+    audit.record(
+        "rules_built",
+        **audit.file_fingerprint(args.config_file),
+        budgets_file=str(args.budgets_file) if args.budgets_file else None,
+        files=[str(path) for path in written],
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from raylens.ray.address import RayUnavailable
+from raylens.stack.demo_loop import DEFAULT_CYCLE_SECONDS
 from raylens.stack.processes import StartError
 from raylens.stack.tools import MissingToolError, bundle_root
 from raylens.stack.up import Stack, StackOptions, default_state_dir, say_now, stop_recorded
@@ -21,6 +22,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
         demo=args.demo,
         demo_duration_seconds=args.demo_duration,
+        demo_cycle_seconds=args.demo_cycle,
     )
     try:
         stack = Stack(options)
@@ -92,7 +94,16 @@ def add_stack_commands(commands: argparse._SubParsersAction) -> None:
         help="submit sample jobs (default: on for a local head, off when attaching)",
     )
     up.add_argument(
-        "--demo-duration", type=float, default=900.0, help="seconds the demo jobs run (default: %(default)s)"
+        "--demo-duration",
+        type=float,
+        default=0.0,
+        help="seconds the demo keeps generating work; 0 (default): until the stack stops",
+    )
+    up.add_argument(
+        "--demo-cycle",
+        type=float,
+        default=DEFAULT_CYCLE_SECONDS,
+        help="seconds between resubmissions of the demo's Data, Train, spill and failing jobs (default: %(default)s)",
     )
     up.set_defaults(handler=cmd_up)
 

@@ -1,14 +1,11 @@
-"""The demo `raylens up` runs on a fresh local cluster: jobs for two projects and three users.
+"""The demo `raylens up` runs on a fresh local cluster: prices, budgets and quotas for it.
 
-A Ray Data pipeline (alice, vision), a small Ray Train run (bob, vision) and a Ray Serve app under
-generated requests (carol, search) run as Ray jobs with metadata, so the cost drill-down, the job
-views and the budget alerts have real data within minutes.
+The jobs themselves (a Serve app under steady load, Data and Train runs, a spill and a failing job,
+for two projects and four users) are kept going by ``raylens.stack.demo_loop``.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from raylens.stack.ports import free_port
@@ -17,48 +14,12 @@ WORKLOADS = Path(__file__).resolve().parents[1] / "demo"
 WORKER_PORT_RANGE = range(10002, 20000)
 
 
-@dataclass(frozen=True)
-class DemoJob:
-    submission_id: str
-    entrypoint: str
-    metadata: dict[str, str]
-
-
-def demo_jobs(duration_seconds: float, run_id: str) -> list[DemoJob]:
-    python = sys.executable
-    serve_port = free_port()
-    while serve_port in WORKER_PORT_RANGE:  # Ray hands those to its workers
-        serve_port = free_port()
-    epochs = max(3, int(duration_seconds // 3))
-    return [
-        DemoJob(
-            f"demo-data-{run_id}",
-            f"{python} {WORKLOADS / 'data_pipeline.py'} --duration {duration_seconds:.0f}",
-            {"user": "alice", "project": "vision", "team": "ml", "workload": "data"},
-        ),
-        DemoJob(
-            f"demo-train-{run_id}",
-            f"{python} {WORKLOADS / 'train_run.py'} --epochs {epochs} --seconds-per-epoch 3",
-            {"user": "bob", "project": "vision", "team": "ml", "workload": "train"},
-        ),
-        DemoJob(
-            f"demo-serve-{run_id}",
-            f"{python} {WORKLOADS / 'serve_app.py'} --port {serve_port} --duration {duration_seconds:.0f}",
-            {"user": "carol", "project": "search", "team": "search", "workload": "serve"},
-        ),
-    ]
-
-
-def submit_demo_jobs(dashboard_url: str, duration_seconds: float, run_id: str) -> list[str]:
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(dashboard_url)
-    submitted = []
-    for job in demo_jobs(duration_seconds, run_id):
-        submitted.append(
-            client.submit_job(entrypoint=job.entrypoint, submission_id=job.submission_id, metadata=job.metadata)
-        )
-    return submitted
+def free_serve_port() -> int:
+    """A loopback port for Serve's HTTP proxy outside the range Ray hands to its workers."""
+    port = free_port()
+    while port in WORKER_PORT_RANGE:
+        port = free_port()
+    return port
 
 
 # The local head describes itself the way cloud nodes do, so the cost engine prices it from the
@@ -103,8 +64,21 @@ def demo_budgets() -> dict:
     }
 
 
+def demo_quotas() -> dict:
+    return {
+        "quotas": [
+            {"name": "cpus-per-project", "scope": "project", "match": "*", "resource": "cpus", "limit": 2},
+            {"name": "gpus-per-user", "scope": "user", "match": "*", "resource": "gpus", "limit": 1},
+        ]
+    }
+
+
+# A root disk on the head, so the storage cost kind has spend too.
+DEMO_VOLUME = {"name": "root-disk", "size_gib": 100, "usd_per_gib_month": 0.08}
+
+
 def apply_demo_settings(config: dict, state_dir: Path) -> dict:
-    """Price the local head and set sample budgets, from files written into the state folder."""
+    """Price the local head and set sample budgets and quotas, from files written into the state folder."""
     import psutil
     import yaml
 
@@ -115,8 +89,13 @@ def apply_demo_settings(config: dict, state_dir: Path) -> dict:
     cpus = max(2, psutil.cpu_count() or 2)
     pricing.write_text(yaml.safe_dump(demo_pricing(cpus, psutil.virtual_memory().total / 2**30), sort_keys=False))
     budgets.write_text(yaml.safe_dump(demo_budgets(), sort_keys=False))
+    quotas = demo_dir / "quotas.yaml"
+    quotas.write_text(yaml.safe_dump(demo_quotas(), sort_keys=False))
     cost = config.setdefault("cost", {})
     cost["pricing_files"] = [*cost.get("pricing_files", []), str(pricing)]
     cost.setdefault("budgets_file", str(budgets))
+    cost.setdefault("quotas_file", str(quotas))
+    if not cost.get("volumes"):  # the stack's config dump carries the default, an empty list
+        cost["volumes"] = [DEMO_VOLUME]
     cost.setdefault("state_dir", str(state_dir / "cost"))
     return config

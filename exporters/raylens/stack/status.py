@@ -2,7 +2,7 @@
 
 Reads the PIDs and URLs recorded in ``<state>/stack.json`` and asks the live services: each
 component up or down, the scrape health of every Prometheus target, firing alerts from
-Alertmanager, spend so far by project and budget use from Prometheus.
+Alertmanager, spend so far by project and budget use from Prometheus, and what the demo runs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from raylens.stack.demo_loop import describe_demo, read_demo_state
 from raylens.stack.processes import pid_alive
 from raylens.stack.up import read_state
 
@@ -31,6 +32,7 @@ class StatusReport:
     spend_by_project: list[tuple[str, float]] = field(default_factory=list)
     budgets: list[tuple[str, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    demo: dict[str, Any] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -70,6 +72,7 @@ def collect_status(state_dir: Path) -> StatusReport | None:
             ]
         except (requests.RequestException, ValueError, KeyError) as error:
             report.problems.append(f"Prometheus at {prometheus} did not answer: {error}")
+    report.demo = read_demo_state(state_dir)
     alertmanager = urls.get("alertmanager")
     if alertmanager:
         try:
@@ -124,6 +127,9 @@ def format_status(report: StatusReport, currency: str = "$") -> str:
         lines.append("  (no budgets configured)")
     for budget, used in report.budgets:
         lines.append(f"  {budget:<20} {used * 100:6.1f} % used")
+    if report.demo is not None:
+        lines.append("Demo")
+        lines += [f"  {line}" for line in describe_demo(report.demo)]
     for problem in report.problems:
         lines.append(f"! {problem}")
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from raylens.config import KNOWN_COLLECTORS, AlertsConfig, RaylensConfig, load_c
 from raylens.rules.budgets import budgets_for
 from raylens.stack.alertmanager import alertmanager_argv, prepare_alertmanager_dir
 from raylens.stack.demo import DEMO_BUDGET_THRESHOLD_FOR, LOCAL_NODE_LABELS, WORKER_PORT_RANGE, apply_demo_settings
+from raylens.stack.demo_loop import DEFAULT_CYCLE_SECONDS, DemoLoop
 from raylens.stack.ports import free_port
 from raylens.stack.processes import ManagedProcess, StartError, is_ours, stop_pid
 from raylens.stack.prometheus import prepare_prometheus_dir, prometheus_argv
@@ -63,7 +64,8 @@ class StackOptions:
     ray_address: str | None = None
     # Submit the sample jobs; default: only on a local head `up` started itself.
     demo: bool | None = None
-    demo_duration_seconds: float = 900.0
+    demo_duration_seconds: float = 0.0  # 0: resubmit until the stack stops
+    demo_cycle_seconds: float = DEFAULT_CYCLE_SECONDS
     # Shorter Alertmanager timers so demo alerts arrive in seconds, not after 30 s/5 m.
     alertmanager_group_wait: str | None = "2s"
     alertmanager_group_interval: str | None = "10s"
@@ -105,6 +107,7 @@ class Stack:
         self.ray_dashboard_url: str | None = None
         self.ray_metrics_targets: list[str] = []
         self.exporter_config: RaylensConfig | None = None
+        self.demo_loop: DemoLoop | None = None
 
     def _step(self, title: str, action: Callable[[], str | None]) -> None:
         started = time.monotonic()
@@ -305,12 +308,18 @@ class Stack:
         return alerts
 
     def _submit_demo(self) -> str:
-        from raylens.stack.demo import submit_demo_jobs
+        from raylens.stack.demo_loop import DemoLoop
 
         assert self.ray_dashboard_url is not None
-        run_id = time.strftime("%Y%m%d-%H%M%S")
-        jobs = submit_demo_jobs(self.ray_dashboard_url, self.options.demo_duration_seconds, run_id)
-        return f"{len(jobs)} jobs: {', '.join(jobs)}"
+        self.demo_loop = DemoLoop(
+            self.ray_dashboard_url,
+            self.options.state_dir,
+            self.options.demo_cycle_seconds,
+            self.options.demo_duration_seconds,
+            say=self.say,
+        )
+        jobs = self.demo_loop.start()
+        return f"{len(jobs)} jobs: {', '.join(jobs)}; resubmitted every {self.options.demo_cycle_seconds:.0f}s"
 
     def _wait_first_scrape(self, timeout: float = 90.0) -> str:
         query = f"{self.urls['prometheus']}/api/v1/query"
@@ -343,6 +352,9 @@ class Stack:
         (self.options.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def down(self) -> None:
+        if self.demo_loop is not None:
+            self.demo_loop.stop()
+            self.demo_loop = None
         for process in reversed(self.processes):
             self.say(f"stopping {process.name} (pid {process.pid})")
             process.stop()

@@ -1,0 +1,1 @@
+"""Cost reports from Prometheus: ``raylens report`` (docs/reports.md)."""
