@@ -403,6 +403,16 @@ def _cluster_totals(fleet: Fleet, series, session: str) -> Iterator[tuple[str, S
         yield series("raylens_ray_task_failures_total", f'{session},error_type="{error_type}"', ("c", 0.01, 0))
     for collector in ("cost", "ray"):
         yield series("raylens_scrape_collector_success", f'collector="{collector}"', ("k", 1, 0))
+    # Workspace events (the exporter's events recorder): spot reclaims and jobs coming and going.
+    for kind, cause, rate in (
+        ("node_preempted", "autoscaler_drain_preempted", 2e-5),
+        ("node_joined", "", 2e-5),
+        ("job_started", "", 1e-3),
+        ("job_succeeded", "", 9e-4),
+        ("job_failed", "task_execution_exception", 5e-5),
+    ):
+        yield series("raylens_ray_events_total", labels(SessionName=SESSION, cause=cause, kind=kind), ("c", rate, 1))
+    yield from _recommendations(fleet, series)
     yield series("raylens_cost_unpriced_nodes", "", ("k", 0, 0))
     spend_rate = sum(node.type.usd_per_hour for node in fleet.nodes if node.start == fleet.start) / 3600
     for number, user in enumerate(USERS):
@@ -438,6 +448,24 @@ def _cluster_totals(fleet: Fleet, series, session: str) -> Iterator[tuple[str, S
         quota = labels(instance_type="", match=user, quota="gpus-per-user", resource="gpus", scope="user")
         yield series("raylens_quota_limit", quota, ("k", 16, 0))
         yield series("raylens_quota_usage", quota, ("g", 8, 0.5))
+
+
+def _recommendations(fleet: Fleet, series) -> Iterator[tuple[str, Series]]:
+    """The recommend collector's advice: idle GPU nodes to release, on-demand GPU nodes to move to spot."""
+    for node in fleet.nodes:
+        if not node.type.gpus or node.start != fleet.start:
+            continue
+        if node.slot % 25 == 5:
+            kind, action, alternative, saving = "idle_gpu", "release the node", "", node.type.usd_per_hour
+        elif node.market == "on_demand" and node.slot % 10 == 1:
+            kind, action, alternative, saving = "spot", "move to spot", "spot", node.type.usd_per_hour * 0.65
+        else:
+            continue
+        target = labels(kind=kind, target=node.node_id, target_type="node")
+        summary = f"{node.type.name} {node.node_id[:8]}: {kind.replace('_', ' ')} saves ${saving:.2f}/h"
+        info = labels(action=action, alternative=alternative, instance_type=node.type.name, summary=summary)
+        yield series("raylens_recommendation_savings_dollars_per_hour", target, ("k", saving, 0))
+        yield series("raylens_recommendation_info", f"{target},{info}", ("k", 1, 0))
 
 
 def _jobs(fleet: Fleet, series) -> Iterator[tuple[str, Series]]:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prometheus_tsdb import serving_prometheus
 
 from raylens.dashboards.build import build_dashboards, iter_panels
-from raylens.dashboards.validate import BUILTIN_VARIABLES, all_values, substitute
+from raylens.dashboards.validate import BUILTIN_VARIABLES, all_values, is_loki, substitute
 from raylens.stack.tools import bundle_root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,6 +159,8 @@ def panel_queries() -> Iterator[tuple[str, str, str, bool, float]]:
         values = {**all_values(dashboard), **{name: f"${name}" for name in BUILTIN_VARIABLES}}
         for panel in iter_panels(dashboard):
             for target in panel["targets"]:
+                if is_loki(target):
+                    continue  # LogQL for Loki, not PromQL: no Loki runs here
                 where = f"{dashboard['uid'].removeprefix('raylens-')} / {panel['title']} / {target['refId']}"
                 yield where, substitute(target["expr"], values), target.get("instant", False), default
 
@@ -169,7 +171,7 @@ def variable_queries() -> Iterator[tuple[str, str, str]]:
         dashboard = built.json
         values = all_values(dashboard)
         for variable in dashboard["templating"]["list"]:
-            if variable["type"] != "query":
+            if variable["type"] != "query" or is_loki(variable):
                 continue
             query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
             selector, _, label = query[len("label_values(") : -1].rpartition(",")
