@@ -2,7 +2,7 @@
 
     # raw series for 1,000 nodes over 6 h at 15 s, then the recording rules over the same range
     python benchmarks/fleet.py generate --nodes 1000 --hours 6 --out /tmp/fleet
-    # the full size the issue asks for (about 27 billion samples: see docs/benchmarks.md first)
+    # the full size the issue asks for (about 60 billion samples, days of CPU: see docs/benchmarks.md first)
     python benchmarks/fleet.py generate --nodes 1000 --days 30 --out /tmp/fleet
     # the generated *current* series as one scrape target (rule-evaluation benchmark)
     python benchmarks/fleet.py serve --nodes 1000 --port 9999
