@@ -14,8 +14,9 @@ blocks and backfills every recording rule with ``promtool tsdb create-blocks-fro
 dependency level at a time (a rule over another rule's output needs that output in the TSDB first).
 It prints the series, samples, time and disk size; ``--json`` keeps them.
 
-What the series are: ``fleet_model.py`` (nodes, exporters, cost) and ``fleet_workloads.py`` (Ray's
-cluster-level, Serve, Data and Train series).
+What the series are: ``fleet_model.py`` (nodes, per-node exporters, Ray's agent),
+``fleet_cluster.py`` (the ray and cost collectors) and ``fleet_workloads.py`` (Ray's cluster-level,
+Serve, Data and Train series).
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fleet_cluster import cluster_series
 from fleet_model import (
     Fleet,
     Series,
     build_fleet,
-    cluster_series,
     labels,
     node_exporter_series,
     ray_agent_series,

@@ -30,6 +30,7 @@ from services import REPO, running_exporter
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import fleet
+import fleet_cluster
 import fleet_model
 import panels
 from prometheus_tsdb import serving_prometheus
@@ -203,7 +204,7 @@ def test_generated_cluster_series_match_the_collectors(tmp_path: Path) -> None:
     registry.register(ScrapeHealthCollector([cost, ray]))
     live = _scraped(generate_latest(registry).decode())
     small = fleet_model.build_fleet(5, 0.0, 7200.0)
-    generated = _generated(fleet_model.cluster_series(small, random.Random(1)))
+    generated = _generated(fleet_cluster.cluster_series(small, random.Random(1)))
     # Lifecycle counters appear with their first event, which one snapshot does not have; events come
     # from the exporter's events recorder and recommendations from the recommend collector (which
     # reads Prometheus), not from these two collectors.
