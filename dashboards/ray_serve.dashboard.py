@@ -2,16 +2,21 @@
 replicas, how much queueing, and what a thousand requests cost."""
 
 from vocabulary import (
+    ANY_IS_BAD,
     COUNT,
     DATASOURCE,
     DOLLARS,
+    GREEN,
     MILLISECONDS,
     NONE,
+    ORANGE,
     QUARTER,
     RATIO,
     RAY_SESSION,
+    RED,
     REQUESTS_PER_SECOND,
     SATURATION,
+    SECONDS,
     SESSION,
     THIRD,
     Board,
@@ -37,6 +42,9 @@ DEPLOYMENT = Variable(
     f'label_values(ray_serve_deployment_replica_healthy{{{RAY_SESSION},application=~"$application"}}, deployment)',
 )
 APP = f'{RAY_SESSION},application=~"$application"'
+# Blackbox probes of each route (Prometheus' serve-probe job, targets from `raylens sd`).
+PROBE_SELECTOR = 'job="serve-probe",application=~"$application"'
+PROBE = f"probe_success{{{PROBE_SELECTOR}}}"
 DEPLOY = f'{APP},deployment=~"$deployment"'
 ERROR_RATIO = steps("green", (0.01, "orange"), (0.05, "red"))
 APPLICATION_STATES = states(
@@ -249,6 +257,55 @@ dashboard = Board(
                     DOLLARS,
                     decimals=4,
                     width=THIRD * 2,
+                ),
+            ],
+        ),
+        Row(
+            "Uptime from outside (blackbox probes)",
+            [
+                stat(
+                    "Routes down now",
+                    "Which Serve routes fail their probe right now (no 2xx from outside)?",
+                    Query(f"count({PROBE} == 0) or vector(0)"),
+                    COUNT,
+                    thresholds=ANY_IS_BAD,
+                    color_background=True,
+                    width=QUARTER,
+                ),
+                table(
+                    "Uptime by route",
+                    "How available was each route over 30 days, the last day and the last hour?",
+                    [
+                        Query(f"instance:probe_success:avg_over_time30d{{{PROBE_SELECTOR}}}"),
+                        Query(f"instance:probe_success:avg_over_time1d{{{PROBE_SELECTOR}}}"),
+                        Query(f"instance:probe_success:avg_over_time1h{{{PROBE_SELECTOR}}}"),
+                    ],
+                    RATIO,
+                    columns={"instance": "URL", "Value #A": "30 days", "Value #B": "1 day", "Value #C": "1 hour"},
+                    hide=("__name__", "job", "route_prefix"),
+                    decimals=3,
+                    thresholds=steps(RED, (0.99, ORANGE), (0.995, GREEN)),
+                    sort_by="30 days",
+                    width=QUARTER * 3,
+                ),
+                timeseries(
+                    "Probe success",
+                    "When did routes stop answering (share of successful probes, 5-minute windows)?",
+                    Query(
+                        f"instance:probe_success:avg_over_time5m{{{PROBE_SELECTOR}}}", "{{application}} {{instance}}"
+                    ),
+                    RATIO,
+                    minimum=0,
+                    maximum=1,
+                ),
+                timeseries(
+                    "Probe duration",
+                    "How long does a route take to answer a probe (connect to last byte)?",
+                    Query(
+                        f"instance:probe_duration_seconds:avg_over_time5m{{{PROBE_SELECTOR}}}",
+                        "{{application}} {{instance}}",
+                    ),
+                    SECONDS,
                 ),
             ],
         ),

@@ -32,6 +32,8 @@ from typing import Any
 
 import grafanalib.core as g
 
+from raylens.promql import variable_query_with_cluster, with_cluster
+
 # --- Dashboards, folders, datasources ---------------------------------------------------------------
 
 
@@ -178,10 +180,11 @@ class Variable:
             else:
                 template._current = {"selected": False, "text": self.query, "value": self.query}
             return template
+        query = self.query if self.name == CLUSTER.name else variable_query_with_cluster(self.query, CLUSTER_MATCHER)
         template = g.Template(
             name=self.name,
             label=self.label,
-            query={"query": self.query, "refId": f"{self.name}-variable"},
+            query={"query": query, "refId": f"{self.name}-variable"},
             dataSource=DATASOURCE_REF,
             includeAll=self.include_all,
             multi=self.multi,
@@ -196,6 +199,25 @@ class Variable:
 
 
 DATASOURCE = Variable("datasource", "Prometheus", kind="datasource", multi=False, include_all=False)
+# Many Ray clusters in one Prometheus (docs/deploy.md): every raylens exporter, per node or per
+# cluster, labels its series with `cluster`, and `raylens sd` puts it on Ray's targets. Every board
+# gets this variable and every query and variable query matches it (see `Query.target`), so no
+# dashboard source needs to spell it. All (`.*`) also matches series without the label.
+CLUSTER = Variable(
+    "cluster",
+    "Cluster",
+    "label_values(raylens_exporter_build_info, cluster)",
+    description="Ray cluster (the exporters' cluster.name). All: every cluster this Prometheus holds, summed.",
+)
+CLUSTER_MATCHER = 'cluster=~"$cluster"'
+
+
+def for_cluster(expr: str) -> str:
+    """``expr`` with every selector matching the ``cluster`` variable and every vector match keeping
+    the label (raylens.promql); aggregations stay as written, so All sums the clusters."""
+    return with_cluster(expr, matcher=CLUSTER_MATCHER, group_by=False, bare_aggregations=False)
+
+
 # Ray's own dashboards call it SessionName: keeping the name keeps `var-SessionName=` URLs working.
 # `.*` (not Ray's `.+`) so our own series, which have no SessionName, still match "All".
 SESSION = Variable(
@@ -256,7 +278,8 @@ class Query:
         else:
             target_format = g.TIME_SERIES_TARGET_FORMAT
         return g.Target(
-            expr=self.expr,
+            # Log streams (LogQL) carry no `cluster` label (provisioning/alloy/): only PromQL is narrowed.
+            expr=for_cluster(self.expr) if self.datasource == DATASOURCE_REF else self.expr,
             legendFormat=self.legend or "__auto",
             refId=ref_id,
             instant=self.instant,
@@ -287,7 +310,8 @@ class Link:
     def url(self) -> str:
         entry = CATALOG[self.to]
         parts = ["${__url_time_range}"]
-        parts += [f"${{{name}:queryparam}}" for name in self.carry if name not in self.set]
+        carried = dict.fromkeys([*self.carry[:1], CLUSTER.name, *self.carry[1:]])  # the cluster always travels
+        parts += [f"${{{name}:queryparam}}" for name in carried if name not in self.set]
         parts += [f"var-{name}={value}" for name, value in self.set.items()]
         return f"/d/{entry.uid}?" + "&".join(parts)
 
@@ -610,8 +634,9 @@ class Annotation:
     def json(self) -> dict[str, Any]:
         """Grafana's current layout: the query in ``target`` (where Grafana 10+ moves a legacy
         top-level ``expr``/``step``), the formats beside it where the datasources read them."""
-        target: dict[str, Any] = {"expr": self.expr, "refId": "Anno"}
-        if self.datasource["type"] == "prometheus":
+        prometheus = self.datasource["type"] == "prometheus"
+        target: dict[str, Any] = {"expr": for_cluster(self.expr) if prometheus else self.expr, "refId": "Anno"}
+        if prometheus:
             target["interval"] = "30s"
         else:
             target["queryType"] = "range"
@@ -648,6 +673,12 @@ class Board:
     time_from: str = "now-6h"
     refresh: str = "30s"
     annotations: list[Annotation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Every board has the cluster variable, right after the datasource.
+        if CLUSTER not in self.variables:
+            at = 1 if self.variables and self.variables[0].kind == "datasource" else 0
+            self.variables = [*self.variables[:at], CLUSTER, *self.variables[at:]]
 
     @property
     def entry(self) -> DashboardEntry:

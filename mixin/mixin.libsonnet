@@ -47,7 +47,11 @@
     serve_availability_slo_percent: "99.9",
     serve_latency_slo_percent: "99",
     serve_latency_threshold_ms: 1000,
+    serve_probe_down_for: "2m",
+    serve_probe_selector: "job=\"serve-probe\"",
     serve_slo_selector: "application!=\"\"",
+    serve_uptime_for: "1h",
+    serve_uptime_slo_percent: "99.5",
   },
 
   prometheusAlerts+:: {
@@ -189,6 +193,28 @@
               runbook_url: $._config.runbook_url_base + "RaylensCollectorFailing.md",
             },
           },
+          {
+            alert: "RaylensCostStateSetAside",
+            expr: ("raylens_cost_state_set_aside_files{%(exporter_selector)s} > 0" % $._config),
+            'for': "0m",
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "The cost state was unreadable and has been set aside; spend history restarted.",
+              description: "{{ $value }} unreadable cost state file(s) sit in cost.state_dir of {{ $labels.instance }}. The exporter started afresh: node spend was re-derived from what Ray still knows; attribution (users, projects, jobs) and budget spend to date restarted at 0 until the file is restored.",
+              runbook_url: $._config.runbook_url_base + "RaylensCostStateSetAside.md",
+            },
+          },
+          {
+            alert: "RaylensCostStatePersistFailing",
+            expr: ("increase(raylens_cost_state_save_errors_total{%(exporter_selector)s}[5m]) > 0" % $._config),
+            'for': ("%(collector_failing_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "The exporter cannot save its cost state.",
+              description: ("Saving the cost state on {{ $labels.instance }} has failed for %(collector_failing_for)s (disk full, read-only or I/O errors); spend counters are held at their last saved values until a save succeeds, and a restart now would lose the spend since then." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensCostStatePersistFailing.md",
+            },
+          },
         ],
       },
       {
@@ -327,7 +353,7 @@
           },
           {
             alert: "RaylensNodeOverProvisioned",
-            expr: ("(\n  (\n    (\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"GPU\"}[%(node_overprovisioned_window)s])\n      or on (node_id)\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"CPU\"}[%(node_overprovisioned_window)s])\n    ) < %(node_overprovisioned_percent)s / 100\n  ) > 0\n  and on (node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s}\n  and on (node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s} offset %(node_overprovisioned_window)s\n)\n* on (node_id) group_left (instance_type, market)\nmax by (node_id, instance_type, market) (raylens_cost_node_info{%(exporter_selector)s})" % $._config),
+            expr: ("(\n  (\n    (\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"GPU\"}[%(node_overprovisioned_window)s])\n      or on (cluster, node_id)\n      max_over_time(node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s, resource=\"CPU\"}[%(node_overprovisioned_window)s])\n    ) < %(node_overprovisioned_percent)s / 100\n  ) > 0\n  and on (cluster, node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s}\n  and on (cluster, node_id)\n  node_resource:raylens_ray_node_resource_used:ratio{%(exporter_selector)s} offset %(node_overprovisioned_window)s\n)\n* on (cluster, node_id) group_left (instance_type, market)\nmax by (cluster, node_id, instance_type, market) (raylens_cost_node_info{%(exporter_selector)s})" % $._config),
             'for': "15m",
             labels: { severity: "info" },
             annotations: {
@@ -343,7 +369,7 @@
         rules: [
           {
             alert: "RaylensJobRunningTooLong",
-            expr: ("(\n  raylens_ray_job_duration_seconds{%(exporter_selector)s} > %(job_running_warning_hours)s * 3600\n  and on (SessionName, job_id, submission_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (SessionName, job_id, submission_id)\n  raylens_ray_job_info{%(exporter_selector)s, %(long_running_job_exclude_selector)s}\n)\n* on (SessionName, job_id, submission_id) group_left (user, project, team)\nmax by (SessionName, job_id, submission_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s})" % $._config),
+            expr: ("(\n  raylens_ray_job_duration_seconds{%(exporter_selector)s} > %(job_running_warning_hours)s * 3600\n  and on (cluster, SessionName, job_id, submission_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (cluster, SessionName, job_id, submission_id)\n  raylens_ray_job_info{%(exporter_selector)s, %(long_running_job_exclude_selector)s}\n)\n* on (cluster, SessionName, job_id, submission_id) group_left (user, project, team)\nmax by (cluster, SessionName, job_id, submission_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s})" % $._config),
             'for': "0m",
             labels: { severity: "warning" },
             annotations: {
@@ -354,7 +380,7 @@
           },
           {
             alert: "RaylensDataPipelineStalled",
-            expr: ("(\n  max by (SessionName, job_id, dataset) (ray_data_dataset_state == 1)\n  and on (SessionName, job_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (SessionName, dataset)\n  (dataset:ray_data_output_rows:rate5m > 0)\n)\n* on (SessionName, job_id) group_left (user, project, team)\nmax by (SessionName, job_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s, job_id!=\"\"})" % $._config),
+            expr: ("(\n  max by (cluster, SessionName, job_id, dataset) (ray_data_dataset_state == 1)\n  and on (cluster, SessionName, job_id)\n  (raylens_ray_job_status{%(exporter_selector)s, status=\"RUNNING\"} == 1)\n  unless on (cluster, SessionName, dataset)\n  (dataset:ray_data_output_rows:rate5m > 0)\n)\n* on (cluster, SessionName, job_id) group_left (user, project, team)\nmax by (cluster, SessionName, job_id, user, project, team) (raylens_ray_job_info{%(exporter_selector)s, job_id!=\"\"})" % $._config),
             'for': ("%(data_pipeline_stalled_for)s" % $._config),
             labels: { severity: "warning" },
             annotations: {
@@ -365,7 +391,7 @@
           },
           {
             alert: "RaylensTrainRunErrored",
-            expr: ("max by (SessionName, ray_train_run_name, ray_train_run_id) (\n  max_over_time(\n    ray_train_controller_state{ray_train_controller_state=\"ERRORED\"}[%(event_alert_window)s]\n  )\n) == 1" % $._config),
+            expr: ("max by (cluster, SessionName, ray_train_run_name, ray_train_run_id) (\n  max_over_time(\n    ray_train_controller_state{ray_train_controller_state=\"ERRORED\"}[%(event_alert_window)s]\n  )\n) == 1" % $._config),
             'for': "0m",
             labels: { severity: "warning" },
             annotations: {
@@ -436,7 +462,7 @@
           },
           {
             alert: "RaylensNodeDown",
-            expr: ("(max by (SessionName, node_id, ip, NodeAddress) (raylens_ray_node_up{%(exporter_selector)s}) == 0)\nand on (SessionName)\n(\n  sum by (SessionName) (\n    increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}[%(event_alert_window)s]) > 0\n    or\n    (\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}\n      unless\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"} offset %(event_alert_window)s\n    )\n  ) > 0\n)" % $._config),
+            expr: ("(max by (cluster, SessionName, node_id, ip, NodeAddress) (raylens_ray_node_up{%(exporter_selector)s}) == 0)\nand on (cluster, SessionName)\n(\n  sum by (cluster, SessionName) (\n    increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}[%(event_alert_window)s]) > 0\n    or\n    (\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"}\n      unless\n      raylens_ray_node_removals_total{%(exporter_selector)s, reason=~\"unexpected_termination|unspecified\"} offset %(event_alert_window)s\n    )\n  ) > 0\n)" % $._config),
             'for': ("%(node_down_for)s" % $._config),
             labels: { severity: "warning" },
             annotations: {
@@ -447,7 +473,7 @@
           },
           {
             alert: "RaylensNodesPreempted",
-            expr: ("sum by (SessionName, node_type, market) (\n  increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}[%(event_alert_window)s]) > 0\n  or\n  (\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}\n    unless\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"} offset %(event_alert_window)s\n  )\n) > 0" % $._config),
+            expr: ("sum by (cluster, SessionName, node_type, market) (\n  increase(raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}[%(event_alert_window)s]) > 0\n  or\n  (\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"}\n    unless\n    raylens_ray_node_removals_total{%(exporter_selector)s, reason=\"preempted\"} offset %(event_alert_window)s\n  )\n) > 0" % $._config),
             'for': "0m",
             labels: { severity: "info" },
             annotations: {
@@ -480,7 +506,7 @@
           },
           {
             alert: "RaylensWorkersOOMKilled",
-            expr: ("sum by (SessionName, NodeAddress) (\n  increase(ray_memory_manager_worker_eviction_total[%(event_alert_window)s]) > 0\n  or\n  (\n    ray_memory_manager_worker_eviction_total\n    unless\n    ray_memory_manager_worker_eviction_total offset %(event_alert_window)s\n  )\n) > 0" % $._config),
+            expr: ("sum by (cluster, SessionName, NodeAddress) (\n  increase(ray_memory_manager_worker_eviction_total[%(event_alert_window)s]) > 0\n  or\n  (\n    ray_memory_manager_worker_eviction_total\n    unless\n    ray_memory_manager_worker_eviction_total offset %(event_alert_window)s\n  )\n) > 0" % $._config),
             'for': "0m",
             labels: { severity: "warning" },
             annotations: {
@@ -496,7 +522,7 @@
         rules: [
           {
             alert: "RaylensSavingsIdleGpus",
-            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"idle_gpu\"} * 730\n  * on (job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
+            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"idle_gpu\"} * 730\n  * on (cluster, job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
             'for': ("%(recommendation_for)s" % $._config),
             labels: { severity: "info" },
             annotations: {
@@ -507,7 +533,7 @@
           },
           {
             alert: "RaylensSavingsRightSizing",
-            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"rightsizing\"} * 730\n  * on (job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
+            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"rightsizing\"} * 730\n  * on (cluster, job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
             'for': ("%(recommendation_for)s" % $._config),
             labels: { severity: "info" },
             annotations: {
@@ -518,7 +544,7 @@
           },
           {
             alert: "RaylensSavingsSpot",
-            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"spot\"} * 730\n  * on (job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
+            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"spot\"} * 730\n  * on (cluster, job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
             'for': ("%(recommendation_for)s" % $._config),
             labels: { severity: "info" },
             annotations: {
@@ -529,7 +555,7 @@
           },
           {
             alert: "RaylensSavingsIdleCluster",
-            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"auto_termination\"} * 730\n  * on (job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
+            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"auto_termination\"} * 730\n  * on (cluster, job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
             'for': ("%(recommendation_for)s" % $._config),
             labels: { severity: "warning" },
             annotations: {
@@ -540,13 +566,40 @@
           },
           {
             alert: "RaylensSavingsServeReplicas",
-            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"serve_overprovisioned\"} * 730\n  * on (job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
+            expr: ("(\n  raylens_recommendation_savings_dollars_per_hour{%(exporter_selector)s, kind=\"serve_overprovisioned\"} * 730\n  * on (cluster, job, instance, kind, target) group_left (summary, action, alternative)\n  raylens_recommendation_info{%(exporter_selector)s}\n) > %(recommendation_min_dollars_per_month)s" % $._config),
             'for': ("%(recommendation_for)s" % $._config),
             labels: { severity: "info" },
             annotations: {
               summary: "A Ray Serve deployment runs more replicas than its load needs.",
               description: ("{{ $labels.summary }} Acting on it saves about ${{ $value | printf \"%%.0f\" }} a month. {{ $labels.action }}" % $._config),
               runbook_url: $._config.runbook_url_base + "RaylensSavingsServeReplicas.md",
+            },
+          },
+        ],
+      },
+      {
+        name: "raylens-uptime",
+        rules: [
+          {
+            alert: "RaylensServeEndpointDown",
+            expr: ("probe_success{%(serve_probe_selector)s} == 0" % $._config),
+            'for': ("%(serve_probe_down_for)s" % $._config),
+            labels: { severity: "critical" },
+            annotations: {
+              summary: "A Ray Serve route does not answer.",
+              description: ("{{ $labels.instance }} (application {{ $labels.application }}{{ with $labels.cluster }}, cluster {{ . }}{{ end }}) has failed every probe for %(serve_probe_down_for)s: no 2xx answer within the timeout. Users of the route get errors or nothing." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensServeEndpointDown.md",
+            },
+          },
+          {
+            alert: "RaylensServeUptimeBelowSLO",
+            expr: ("instance:probe_success:avg_over_time30d{%(serve_probe_selector)s} < %(serve_uptime_slo_percent)s / 100\nand\ninstance:probe_success:avg_over_time1d{%(serve_probe_selector)s} < %(serve_uptime_slo_percent)s / 100" % $._config),
+            'for': ("%(serve_uptime_for)s" % $._config),
+            labels: { severity: "warning" },
+            annotations: {
+              summary: "A Ray Serve route is below its uptime SLO.",
+              description: ("{{ $labels.instance }} (application {{ $labels.application }}{{ with $labels.cluster }}, cluster {{ . }}{{ end }}) answered {{ $value | humanizePercentage }} of its probes over 30 days, below its %(serve_uptime_slo_percent)s%% SLO, and the last day was below it too: the budget is still being spent." % $._config),
+              runbook_url: $._config.runbook_url_base + "RaylensServeUptimeBelowSLO.md",
             },
           },
         ],
@@ -562,6 +615,7 @@
       std.parseYaml(importstr "../recording-rules/node.yml").groups,
       std.parseYaml(importstr "../recording-rules/ray.yml").groups,
       std.parseYaml(importstr "../recording-rules/serve.yml").groups,
+      std.parseYaml(importstr "../recording-rules/uptime.yml").groups,
     ]),
   },
 }

@@ -10,6 +10,8 @@ command -v prometheus >/dev/null || need_packages+=(prometheus)
 command -v promtool >/dev/null || need_packages+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || need_packages+=(prometheus-alertmanager)
 command -v amtool >/dev/null || need_packages+=(prometheus-alertmanager)
+# Probes Serve routes from outside for uptime (Prometheus' serve-probe job, provisioning/blackbox/).
+command -v prometheus-blackbox-exporter >/dev/null || need_packages+=(prometheus-blackbox-exporter)
 command -v openssl >/dev/null || need_packages+=(openssl)
 if [ "${1:-}" = "--test" ]; then
   command -v prometheus-node-exporter >/dev/null || need_packages+=(prometheus-node-exporter)
@@ -17,6 +19,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v docker-compose >/dev/null || need_packages+=(docker-compose)
   # tests/test_victoriametrics.py: Prometheus remote-writes to it (the scale-out path).
   command -v victoria-metrics >/dev/null || need_packages+=(victoria-metrics)
+  # tests/test_kubernetes.py renders deploy/kubernetes/ with `kubectl kustomize` (offline, no cluster).
+  command -v kubectl >/dev/null || need_packages+=(kubernetes-client)
 fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

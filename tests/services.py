@@ -44,9 +44,11 @@ class RunningExporter:
 
 
 @contextmanager
-def running_exporter(tmp_path: Path, *args: str, ready: bool = True) -> Iterator[RunningExporter]:
-    """Start ``python -m raylens exporter`` on a free loopback port with extra ``args``."""
-    address = f"127.0.0.1:{free_port()}"
+def running_exporter(
+    tmp_path: Path, *args: str, ready: bool = True, address: str | None = None
+) -> Iterator[RunningExporter]:
+    """Start ``python -m raylens exporter`` on ``address`` (default: a free loopback port) with extra ``args``."""
+    address = address or f"127.0.0.1:{free_port()}"
     argv = [sys.executable, "-m", "raylens", "exporter", f"--web.listen-address={address}", *args]
     process = ManagedProcess(
         "exporter",
@@ -94,6 +96,7 @@ def running_prometheus(
     alertmanager_targets: Sequence[str] | None = None,
     alerts_config: AlertsConfig | None = None,
     budgets: Sequence[Budget] | None = None,
+    blackbox_address: str | None = None,
 ) -> Iterator[RunningPrometheus]:
     """Prometheus with the bundle's rules; ``alerts_config`` and ``budgets`` render the alerting rules
     (short windows, the budget thresholds of the exporter's budgets file) as ``raylens up`` does."""
@@ -108,6 +111,7 @@ def running_prometheus(
         list(alertmanager_targets or []),
         alerts_config,
         budgets=budgets,
+        blackbox_address=blackbox_address,
     )
     listen = f"127.0.0.1:{free_port()}"
     process = ManagedProcess(
@@ -160,13 +164,18 @@ class RunningAlertmanager:
 
 @contextmanager
 def running_alertmanager(
-    tmp_path: Path, sink_address: str, group_wait: str = "1s", group_interval: str = "2s"
+    tmp_path: Path,
+    sink_address: str,
+    group_wait: str = "1s",
+    group_interval: str = "2s",
+    remediation: tuple[str, Path] | None = None,
 ) -> Iterator[RunningAlertmanager]:
-    """A real Alertmanager with the shipped routing (timers shortened), webhooks to ``sink_address``."""
+    """A real Alertmanager with the shipped routing (timers shortened), webhooks to ``sink_address``
+    (the remediation receiver to ``raylens remediate`` at ``remediation``: URL, bearer token file)."""
     binary = find_tool("prometheus-alertmanager")
     assert binary, "prometheus-alertmanager is not installed; run scripts/setup.sh"
     work = tmp_path / "alertmanager"
-    config = prepare_alertmanager_dir(bundle_root(), work, sink_address, group_wait, group_interval)
+    config = prepare_alertmanager_dir(bundle_root(), work, sink_address, group_wait, group_interval, remediation)
     address = f"127.0.0.1:{free_port()}"
     process = ManagedProcess(
         "alertmanager",
@@ -178,5 +187,25 @@ def running_alertmanager(
     try:
         process.wait_ready(timeout=30)
         yield RunningAlertmanager(process, address)
+    finally:
+        process.stop()
+
+
+@contextmanager
+def running_blackbox(tmp_path: Path) -> Iterator[str]:
+    """Debian's blackbox exporter with the shipped modules on a free loopback port; yields its address."""
+    binary = find_tool("prometheus-blackbox-exporter")
+    assert binary, "prometheus-blackbox-exporter is not installed; run scripts/setup.sh"
+    address = f"127.0.0.1:{free_port()}"
+    argv = [
+        binary,
+        f"--config.file={bundle_root() / 'provisioning' / 'blackbox' / 'blackbox.yml'}",
+        f"--web.listen-address={address}",
+    ]
+    process = ManagedProcess("blackbox", argv, tmp_path / "blackbox.log", f"http://{address}/-/healthy")
+    process.start()
+    try:
+        process.wait_ready(timeout=30)
+        yield address
     finally:
         process.stop()

@@ -70,7 +70,8 @@ def test_an_exporter_that_dies_pages_nobody_but_reaches_the_platform_channel(tmp
         # Give routing a moment to deliver anything else it (wrongly) would.
         time.sleep(3)
         down = [n for n in sink.notifications() if "RaylensExporterDown" in alertnames(n)]
-        assert {n["receiver"] for n in down} == {"platform-channel"}, down
+        # remediation: the incident record every warning and critical alert gets
+        assert {n["receiver"] for n in down} == {"platform-channel", "remediation"}, down
         alert = notifications[0]["alerts"][0]
         assert alert["labels"]["instance"] == doomed.address
         assert alert["labels"]["severity"] == "warning"
@@ -225,7 +226,7 @@ def test_a_team_budget_breach_reaches_the_team_and_oncall_and_silences_its_lower
     crossed = [n for n in budget_notifications if "RaylensBudgetThresholdCrossed" in alertnames(n)]
     # 50 % is info: dashboards only. 80 % (warning) goes to the team's channel; 100 % (critical) to the
     # team's channel and on-call; nothing reaches the platform channel, since the budget has a team.
-    assert {n["receiver"] for n in crossed} == {"team-channel", "oncall"}, crossed
+    assert {n["receiver"] for n in crossed} == {"team-channel", "oncall", "remediation"}, crossed
     assert all(thresholds(n) == {"100"} for n in crossed if n["receiver"] == "oncall"), crossed
     team = [thresholds(n) for n in crossed if n["receiver"] == "team-channel"]
     assert team[0] == {"80"} and team[-1] == {"100"}, team
@@ -244,6 +245,8 @@ def test_a_team_budget_breach_reaches_the_team_and_oncall_and_silences_its_lower
     assert suppressed["50"]["state"] == "suppressed" and suppressed["50"]["inhibitedBy"], suppressed
 
     alert = firing(paged[0], "RaylensBudgetThresholdCrossed")[0]
+    # The exporter names its cluster (here the head's session: no cluster.name is configured).
+    assert alert["labels"].pop("cluster").startswith("session_")
     assert alert["labels"] == {
         "alertname": "RaylensBudgetThresholdCrossed",
         "budget": BUDGET,
@@ -266,7 +269,7 @@ def test_a_team_budget_breach_reaches_the_team_and_oncall_and_silences_its_lower
 
     # At $0.5/s a $25 monthly budget is projected far past its amount: a warning for the team.
     projected = [n for n in budget_notifications if "RaylensBudgetProjectedOverrun" in alertnames(n)]
-    assert projected and {n["receiver"] for n in projected} == {"team-channel"}, projected
+    assert projected and {n["receiver"] for n in projected} == {"team-channel", "remediation"}, projected
     assert firing(projected[0], "RaylensBudgetProjectedOverrun")[0]["labels"]["team"] == "ml"
     client.stop_job(submission)
 
@@ -288,8 +291,8 @@ def test_a_ray_node_that_dies_reaches_the_platform_channel(cost_stack: CostStack
         )
         time.sleep(3)  # anything else routing would (wrongly) deliver
         down = [n for n in stack.sink.notifications() if "RaylensNodeDown" in alertnames(n)]
-        # warning, owned by no team: the platform channel only.
-        assert {n["receiver"] for n in down} == {"platform-channel"}, down
+        # warning, owned by no team: the platform channel only (and remediate's incident record).
+        assert {n["receiver"] for n in down} == {"platform-channel", "remediation"}, down
         alert = firing(notifications[0], "RaylensNodeDown")[0]
         assert alert["labels"] == {
             "alertname": "RaylensNodeDown",
@@ -298,6 +301,7 @@ def test_a_ray_node_that_dies_reaches_the_platform_channel(cost_stack: CostStack
             "node_id": node["node_id"],
             "ip": node["ip"],
             "NodeAddress": node["NodeAddress"],
+            "cluster": node["cluster"],  # the exporter's cluster (here the head's session)
         }
         assert alert["annotations"]["summary"] == "A Ray node died unexpectedly."
         assert node["node_id"] in alert["annotations"]["description"]

@@ -19,19 +19,27 @@ def test_amtool_check_config() -> None:
 @pytest.mark.parametrize(
     ("labels", "receivers"),
     [
-        # warning -> the owning team's channel only
-        (["alertname=RaylensGpuIdleWhileAllocated", "severity=warning", "team=ml"], "team-channel"),
+        # warning -> the owning team's channel only (and an incident record in remediate)
+        (["alertname=RaylensGpuIdleWhileAllocated", "severity=warning", "team=ml"], "remediation,team-channel"),
         # critical escalates: team channel and on-call
-        (["alertname=RaylensBudgetThresholdCrossed", "severity=critical", "team=ml"], "team-channel,oncall"),
+        (
+            ["alertname=RaylensBudgetThresholdCrossed", "severity=critical", "team=ml"],
+            "remediation,team-channel,oncall",
+        ),
         # nobody owns it: the platform channel
-        (["alertname=RaylensExporterDown", "severity=warning"], "platform-channel"),
-        (["alertname=RaylensNodeDown", "severity=critical"], "platform-channel,oncall"),
+        (["alertname=RaylensExporterDown", "severity=warning"], "remediation,platform-channel"),
+        (["alertname=RaylensNodeDown", "severity=critical"], "remediation,platform-channel,oncall"),
         # info is for dashboards only
         (["alertname=RaylensClusterIdle", "severity=info", "team=ml"], "blackhole"),
         # automation gets its copy, and the humans still get theirs
         (
             ["alertname=RaylensClusterIdle", "severity=warning", "remediation=scale-down"],
             "remediation,platform-channel",
+        ),
+        # remediate's time-based escalation reaches the escalation level only, never remediate itself
+        (
+            ["alertname=RaylensIncidentEscalated", "severity=critical", "team=ml", "escalation_level=secondary-oncall"],
+            "escalation",
         ),
     ],
 )

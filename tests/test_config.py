@@ -88,7 +88,7 @@ def test_invalid_regex_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("exporter: [1, 2", "not valid YAML at line"),
+        ("exporter: [1, 2", ": line 2: not valid YAML, column 1"),
         ("- a\n- b\n", "expected a mapping of sections at the top level"),
         ("exporter: 5\n", "exporter: got 5"),
     ],

@@ -147,7 +147,7 @@ def test_cost_drill_down_goes_project_then_user_then_job(built) -> None:
         for link in table:
             assert "${__url_time_range}" in link["url"]
     names = [variable["name"] for variable in cost["templating"]["list"]]
-    assert names == ["datasource", "project", "user", "job"]
+    assert names == ["datasource", "cluster", "project", "user", "job"]
 
 
 def test_variables_are_multi_select_with_all(built) -> None:

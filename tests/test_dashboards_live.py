@@ -32,7 +32,7 @@ from ray_cluster import running_ray_head
 from raylens.config import KNOWN_COLLECTORS
 from raylens.stack.ports import free_port
 from raylens.stack.tools import bundle_root
-from services import REPO, running_exporter, running_prometheus
+from services import REPO, running_blackbox, running_exporter, running_prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +142,9 @@ def live(tmp_path_factory: pytest.TempPathFactory):
             ]
             (targets / "ray.json").write_text(json.dumps([{"targets": ray_targets, "labels": {}}]))
             exporters = [exporter.address, xid_exporter.address, idle_exporter.address]
-            prometheus = stack.enter_context(running_prometheus(tmp, exporters))
+            # Probes the workload's Serve route from outside (the Serve dashboard's uptime row).
+            blackbox = stack.enter_context(running_blackbox(tmp))
+            prometheus = stack.enter_context(running_prometheus(tmp, exporters, blackbox_address=blackbox))
             yield from _with_workload(tmp, head, prometheus, started)
 
 
@@ -152,12 +154,16 @@ def _with_workload(tmp: Path, head: Any, prometheus: Any, started: float):
 
     client = JobSubmissionClient(head.dashboard_url)
     stop_file = tmp / "stop-workload"
+    serve_port = free_port()
+    # What `raylens sd` writes for the workload's Serve app (tests/dashboards_workload.py: /echo).
+    serve_targets = [{"targets": [f"http://127.0.0.1:{serve_port}/echo"], "labels": {"application": "echo"}}]
+    (tmp / "prometheus" / "targets" / "serve.json").write_text(json.dumps(serve_targets))
     entrypoint = " ".join(
         [
             sys.executable,
             str(REPO / "tests" / "dashboards_workload.py"),
             "--address=auto",
-            f"--serve-port={free_port()}",
+            f"--serve-port={serve_port}",
             f"--storage={tmp / 'train-storage'}",
             f"--stop-file={stop_file}",
             f"--seconds={WORKLOAD_TIMEOUT + 120}",

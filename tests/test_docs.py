@@ -97,3 +97,16 @@ def test_every_cost_metric_is_documented(tmp_path: Path) -> None:
     cost_names = {name for name in emitted if name.startswith(("raylens_cost_", "raylens_budget_", "raylens_quota_"))}
     assert {"raylens_cost_node_dollars_total", "raylens_budget_spend_dollars", "raylens_quota_limit"} <= cost_names
     assert cost_names - documented_metric_names() == set()
+
+
+def test_every_remediation_metric_is_documented() -> None:
+    from raylens.remediation.metrics import RemediationMetrics
+
+    metrics = RemediationMetrics(dry_run=True, count_open=lambda: {"critical": 1})
+    metrics.actions.labels("scale-down", "dry_run").inc()
+    metrics.duration.labels("scale-down").observe(1.0)
+    metrics.escalations.labels("secondary-oncall").inc()
+    # Counters as exposed (with _total); histograms by their family name.
+    emitted = {family.name + ("_total" if family.type == "counter" else "") for family in metrics.registry.collect()}
+    assert {"raylens_remediation_actions_total", "raylens_incidents_open"} <= emitted
+    assert emitted - documented_metric_names() == set()

@@ -270,7 +270,11 @@ def test_sd_lists_every_ray_metrics_endpoint(head: RayHead, tmp_path: Path) -> N
     assert node_target == f"{ip}:{head.ports.metrics_export}"
     assert by_component["autoscaler"]["targets"] == [f"{ip}:{head.ports.autoscaler_metrics}"]
     assert by_component["dashboard"]["targets"] == [f"{ip}:{head.ports.dashboard_metrics}"]
-    assert json.loads((tmp_path / "raylens.json").read_text()) == [{"labels": {}, "targets": [f"{ip}:9965"]}]
+    # Every target names its cluster: here the head's session (no cluster.name is configured).
+    [exporters] = json.loads((tmp_path / "raylens.json").read_text())
+    assert exporters["targets"] == [f"{ip}:9965"] and exporters["labels"]["raylens_role"] == "node"
+    assert exporters["labels"]["cluster"].startswith("session_")
+    assert {group["labels"]["cluster"] for group in groups} == {exporters["labels"]["cluster"]}
 
 
 def test_prometheus_joins_our_series_with_rays_by_node(head: RayHead, tmp_path: Path) -> None:

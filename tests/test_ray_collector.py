@@ -524,6 +524,8 @@ NODE_ROW = {
 def dashboard_routes() -> dict[str, Any]:
     return {
         "/api/version": {"version": "4", "ray_version": "2.60.0", "session_name": SESSION},
+        # Ray 2.60's answer while Serve is not running.
+        "/api/serve/applications/": {"controller_info": {}, "proxies": {}, "applications": {}, "target_capacity": None},
         "/api/v0/nodes": listing([NODE_ROW]),
         "/nodes": {
             "result": True,

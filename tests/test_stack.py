@@ -71,6 +71,7 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path) -> None:
             "ray-head",
             "exporter",
             "prometheus",
+            "remediate",
         ]
         assert all(pid_alive(pid) for pid in pids)
         prometheus = state["urls"]["prometheus"]

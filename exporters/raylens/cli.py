@@ -32,6 +32,8 @@ def _exporter_overrides(args: argparse.Namespace) -> dict[tuple[str, ...], tuple
         ("exporter", "listen_address"): ("flag --web.listen-address", args.listen_address),
         ("exporter", "web_config_file"): ("flag --web.config.file", args.web_config_file),
         ("exporter", "collectors"): ("flag --collectors", collectors),
+        ("exporter", "role"): ("flag --role", args.role),
+        ("cluster", "name"): ("flag --cluster.name", args.cluster_name),
         ("log", "level"): ("flag --log.level", args.log_level),
         ("log", "format"): ("flag --log.format", args.log_format),
     }
@@ -70,8 +72,11 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return config
 
     # Main configs, budgets, quotas and pricing files, validated together (raylens.cost.files).
-    for line in check_config_files(args.files, check_main):
+    result = check_config_files(args.files, check_main, strict=args.strict)
+    for line in result.report:
         print(line)
+    for warning in result.warnings:
+        print(f"raylens: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -100,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter-toolkit web config for TLS and basic auth",
     )
     exporter.add_argument("--collectors", help="comma-separated collectors to enable (default: node)")
+    exporter.add_argument("--role", choices=["node", "cluster", "all"], help="node: node,gpu; cluster: ray,cost; all")
+    exporter.add_argument("--cluster.name", dest="cluster_name", help="the `cluster` label on every series")
     exporter.add_argument("--log.level", dest="log_level", help="debug, info, warning or error")
     exporter.add_argument("--log.format", dest="log_format", help="json (default) or text")
     exporter.set_defaults(handler=cmd_exporter)
@@ -109,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config file without starting anything")
     check.add_argument(
         "files", type=Path, nargs="+", metavar="FILE", help="raylens.yaml, budgets.yaml, quotas.yaml, pricing files"
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat implausible money (a monthly price in usd_per_hour, a budget in cents) as an error",
     )
     check.set_defaults(handler=cmd_config_check)
 
@@ -132,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_commands(commands)
 
     from raylens.cost.explain import add_cost_commands
+    from raylens.kubernetes import add_kubernetes_commands
 
     add_cost_commands(commands)
+    add_kubernetes_commands(commands)
 
     from raylens.ray.logs.cli import add_logs_commands
 
@@ -145,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_commands(commands)
     add_recommend_commands(commands)
+
+    from raylens.remediation.cli import add_remediation_commands
+
+    add_remediation_commands(commands)
     return parser
 
 

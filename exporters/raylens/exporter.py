@@ -13,8 +13,12 @@ from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector as PrometheusCollector
 
 from raylens import __version__
+from raylens.cluster import ClusterLabelCollector, ClusterName
 from raylens.collectors import ScrapeHealthCollector, build_collectors
 from raylens.config import RaylensConfig, parse_listen_address
+from raylens.labels import LabelPolicyCollector
+from raylens.ray.endpoints import ClusterEndpoints
+from raylens.ray.state import shared_refresher
 from raylens.web.server import make_app, make_http_server
 from raylens.web.webconfig import WebConfig, load_web_config
 
@@ -28,13 +32,35 @@ class BuildInfoCollector(PrometheusCollector):
         yield info
 
 
+def cluster_name(config: RaylensConfig) -> ClusterName:
+    """The ``cluster`` label's source (raylens.cluster); only exporters that read Ray anyway fall back
+    to the session the dashboard reports."""
+    session = None
+    if {"ray", "cost"} & set(config.exporter.collectors):
+        refresher = shared_refresher(config.ray)
+
+        def session() -> str:
+            snapshot = refresher.current()
+            return snapshot.session_name if snapshot is not None else ""
+
+    return ClusterName(config.cluster.name, config.ray.temp_dir, session=session)
+
+
+def cluster_endpoints(config: RaylensConfig) -> ClusterEndpoints | None:
+    """http_sd and cluster health, on exporters that read Ray anyway (the cluster role)."""
+    if not {"ray", "cost"} & set(config.exporter.collectors):
+        return None
+    return ClusterEndpoints(shared_refresher(config.ray), cluster_name(config), config.ray.max_state_age_seconds)
+
+
 def build_registry(config: RaylensConfig) -> CollectorRegistry:
     # Our collectors cannot describe themselves without scraping; registering them as "without
     # names" keeps them out of collection at registration and still lets `?name[]=` filter them.
     registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
-    registry.register(ScrapeHealthCollector(build_collectors(config)))
-    registry.register(BuildInfoCollector())
-    ProcessCollector(registry=registry)
+    collectors = [ScrapeHealthCollector(build_collectors(config)), BuildInfoCollector(), LabelPolicyCollector()]
+    collectors.append(ProcessCollector(registry=None))
+    # Every series, ours and the process ones, carries `cluster`: added here once, never per collector.
+    registry.register(ClusterLabelCollector(collectors, cluster_name(config)))
     return registry
 
 
@@ -47,7 +73,9 @@ def run_exporter(config: RaylensConfig, web_config: WebConfig, stop: threading.E
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). Config must already be validated."""
     host, port = parse_listen_address(config.exporter.listen_address)
     registry = build_registry(config)
-    app = make_app(registry, web_config, list(config.exporter.collectors))
+    endpoints = cluster_endpoints(config)
+    routes = endpoints.routes() if endpoints is not None else None
+    app = make_app(registry, web_config, list(config.exporter.collectors), routes)
     server = make_http_server(host, port, app, web_config)
     stop = stop or threading.Event()
 

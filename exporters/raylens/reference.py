@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -14,13 +15,21 @@ CONFIG_REFERENCE_PATH = "docs/config-reference.md"
 
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return text or str(annotation).replace("typing.", "").replace("pathlib.", "")
+    # Nested sections (remediation's clusters, rules) by their class name, not their module path.
+    return text or re.sub(r"raylens\.config\.\w+\.", "", str(annotation).replace("typing.", "").replace("pathlib.", ""))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _default(field: FieldInfo) -> str:
     value = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
-    if isinstance(value, tuple):
-        value = list(value)
+    value = _plain(value)
     return "unset" if value is None else f"`{value!r}`"
 
 

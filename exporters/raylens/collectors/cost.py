@@ -43,6 +43,7 @@ from raylens.cost.periods import period_end
 from raylens.cost.quotas import Quotas, evaluate_quotas
 from raylens.cost.ray_source import REQUIRED_SOURCES, IncompleteSnapshot, observation_from_snapshot
 from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, write_json_atomically
+from raylens.cost.state_health import StateHealth
 from raylens.ray.snapshot import ClusterSnapshot
 from raylens.recommend.node_workloads import node_workload_metrics  # issue #11
 
@@ -100,6 +101,7 @@ class CostCollector(Collector):
         state_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        state_health: StateHealth | None = None,
     ):
         self._config = config
         self._engine = engine
@@ -107,6 +109,8 @@ class CostCollector(Collector):
         self._state_dir = state_dir
         self._clock = clock
         self._wall_clock = wall_clock
+        # Restores that failed at start-up and state files set aside (raylens.cost.state_health).
+        self._state_health = state_health or StateHealth(state_dir)
         self._zone = ZoneInfo(config.timezone)
         self._lock = threading.Lock()
         self._report: Report | None = None
@@ -188,10 +192,14 @@ class CostCollector(Collector):
             "budgets": lambda: published.budgets,
             "quotas": lambda: published.quotas,
             "accounting": self._accounting_health,
+            # Apart from the health series above: a section that raises contributes no series, and the
+            # lag and the save errors are what an operator needs while accounting is stuck.
+            "accounting_problem": self._accounting_problem,
+            "state": self._state_health.metrics,
         }
 
     def _accounting_health(self) -> Iterator[Metric]:
-        """How far behind accounting is; fails the collector while accounting cannot proceed."""
+        """How far behind accounting is, how long it takes, and failed saves."""
         accounted = self._engine.state.time
         if accounted is not None:
             yield GaugeMetricFamily(
@@ -211,8 +219,12 @@ class CostCollector(Collector):
             "is held back from the counters (not lost).",
             value=self._save_errors,
         )
+
+    def _accounting_problem(self) -> Iterator[Metric]:
+        """Fails the collector (success 0, one log line) while accounting cannot proceed."""
         if self._problem:
             raise RuntimeError(self._problem)
+        yield from ()
 
     # ------------------------------------------------------------------ persistence
 
@@ -498,10 +510,16 @@ class CostCollector(Collector):
 def build_cost_collector(config: RaylensConfig) -> CostCollector:
     """The collector the exporter runs: files loaded and validated, state restored, and subscribed to
     the shared background reader of the Ray cluster."""
+    from raylens.cluster import ClusterName
     from raylens.cost.loading import load_cost_setup
     from raylens.ray.state import shared_refresher
 
-    setup = load_cost_setup(config.cost)
-    collector = CostCollector(config.cost, setup.engine, quotas=setup.quotas, state_dir=setup.state_dir)
+    # Budgets and quotas name clusters by cluster.name (or KubeRay's RayCluster name): a session
+    # name, known only once Ray answers and new at every restart, cannot select them.
+    cluster = ClusterName(config.cluster.name, config.ray.temp_dir)()
+    setup = load_cost_setup(config.cost, cluster=cluster)
+    collector = CostCollector(
+        config.cost, setup.engine, quotas=setup.quotas, state_dir=setup.state_dir, state_health=setup.state_health
+    )
     shared_refresher(config.ray).subscribe("cost", collector.account_snapshot)
     return collector

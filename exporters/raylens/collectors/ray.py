@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from raylens.collectors.base import Collector, Section
 from raylens.config import RayConfig
+from raylens.labels import RAY_ENTRYPOINT, RAY_JOB_METADATA, label_value
 from raylens.ray.address import RayUnavailable
 from raylens.ray.event_log import EventRecorder, event_counter_family
 from raylens.ray.lifecycle import LifecycleCounters, label_values
@@ -75,7 +76,6 @@ _LIFECYCLE_COUNTERS: list[tuple[str, str, list[str], str]] = [
         "Actors that died other than by ray.kill, going out of scope or an intended exit, by reason.",
     ),
 ]
-_LABEL_VALUE_MAX = 128
 
 
 class SnapshotProvider(Protocol):
@@ -367,8 +367,8 @@ class RayCollector(Collector):
         )
         for job in self._visible_jobs(snapshot, now):
             labels = _job_labels(session, job)
-            entrypoint = _truncate(job.entrypoint, self._config.entrypoint_max_length)
-            metadata = [_truncate(job.metadata.get(key, ""), _LABEL_VALUE_MAX) for key in attribution]
+            entrypoint = label_value(job.entrypoint, RAY_ENTRYPOINT, self._config.entrypoint_max_length, digest=False)
+            metadata = [label_value(job.metadata.get(key, ""), RAY_JOB_METADATA) for key in attribution]
             info.add_metric([*labels, job.type, entrypoint, *metadata], 1.0)
             status.add_metric([*labels, job.status], 1.0)
             if job.start_time is not None:
@@ -488,10 +488,6 @@ def _node_labels(session: str, node: NodeSnapshot) -> list[str]:
 
 def _job_labels(session: str, job: JobSnapshot) -> list[str]:
     return [session, job.job_id or "", job.submission_id or ""]
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
 def _top_names(names: Iterable[str], limit: int) -> set[str]:

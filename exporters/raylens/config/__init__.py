@@ -28,6 +28,7 @@ from raylens.config.base import (
     _Section,
     parse_listen_address,
 )
+from raylens.config.cluster import ClusterConfig
 from raylens.config.cost import CostConfig, NodeMatch, NodeRule, VolumeConfig
 from raylens.config.errors import (
     MISSING,
@@ -37,11 +38,12 @@ from raylens.config.errors import (
     read_yaml_mapping,
 )
 from raylens.config.events import EventsConfig
-from raylens.config.exporter import ExporterConfig, LogConfig, NodeConfig
+from raylens.config.exporter import ROLE_COLLECTORS, ExporterConfig, ExporterRole, LogConfig, NodeConfig
 from raylens.config.gpu import GpuConfig
 from raylens.config.prometheus import PrometheusApiConfig
 from raylens.config.ray import RAY_JOB_INFO_LABELS, RayConfig
 from raylens.config.recommendations import RECOMMENDATION_KINDS, RecommendationsConfig
+from raylens.config.remediation import RemediationConfig
 from raylens.config.reports import ReportsConfig
 
 __all__ = [
@@ -55,7 +57,9 @@ __all__ = [
     "MISSING",
     "RAY_JOB_INFO_LABELS",
     "RECOMMENDATION_KINDS",
+    "ROLE_COLLECTORS",
     "AlertsConfig",
+    "ClusterConfig",
     "CollectorName",
     "ConfigError",
     "ConfigProblem",
@@ -63,6 +67,7 @@ __all__ = [
     "Duration",
     "EventsConfig",
     "ExporterConfig",
+    "ExporterRole",
     "GpuConfig",
     "LogConfig",
     "NodeConfig",
@@ -73,6 +78,7 @@ __all__ = [
     "RayConfig",
     "RaylensConfig",
     "RecommendationsConfig",
+    "RemediationConfig",
     "ReportsConfig",
     "VolumeConfig",
     "load_config",
@@ -95,6 +101,8 @@ class RaylensConfig(_Section):
     prometheus: PrometheusApiConfig = PrometheusApiConfig()
     reports: ReportsConfig = ReportsConfig()
     recommendations: RecommendationsConfig = RecommendationsConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    remediation: RemediationConfig = RemediationConfig()
 
 
 # Environment variables for the settings most often changed per machine.
@@ -102,6 +110,8 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "RAYLENS_WEB_LISTEN_ADDRESS": ("exporter", "listen_address"),
     "RAYLENS_WEB_CONFIG_FILE": ("exporter", "web_config_file"),
     "RAYLENS_COLLECTORS": ("exporter", "collectors"),
+    "RAYLENS_ROLE": ("exporter", "role"),
+    "RAYLENS_CLUSTER_NAME": ("cluster", "name"),
     "RAYLENS_LOG_LEVEL": ("log", "level"),
     "RAYLENS_LOG_FORMAT": ("log", "format"),
     "RAYLENS_NODE_INSTANCE_TYPE": ("node", "instance_type"),
@@ -109,6 +119,7 @@ ENVIRONMENT_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "RAYLENS_RAY_NODE_ID": ("node", "ray_node_id"),
     "RAYLENS_RAY_ADDRESS": ("ray", "address"),
     "RAYLENS_COST_STATE_DIR": ("cost", "state_dir"),
+    "RAYLENS_INCIDENTS_DB": ("remediation", "database"),
     "RAYLENS_PROMETHEUS_URL": ("prometheus", "url"),
 }
 LIST_FIELDS = {("exporter", "collectors")}

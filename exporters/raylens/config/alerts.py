@@ -137,6 +137,26 @@ class AlertsConfig(_Section):
         description="Latency SLO threshold (end to end at the proxy, ms). Use one of Ray Serve's bucket "
         "bounds (… 500, 1000, 2000, 5000 …), where the histogram is exact.",
     )
+    # --- Serve uptime from the blackbox exporter's probes (rules/groups/uptime.py) ---
+    serve_probe_selector: str = Field(
+        'job="serve-probe"',
+        description="PromQL matchers selecting the blackbox probes of Serve routes (Prometheus' serve-probe job); "
+        "change when your scrape job has another name.",
+    )
+    serve_probe_down_for: Duration = Field(
+        "2m",
+        description="How long every probe of a Serve route must fail before it is down; at a 15 s scrape that is "
+        "8 failures in a row, so single slow answers never page.",
+    )
+    serve_uptime_slo_percent: str = Field(
+        "99.5",
+        pattern=r"^[1-9][0-9]?(\.[0-9]{1,4})?$",
+        description="Share of probes over 30 days that must succeed (the uptime SLA of Serve routes). Text, so "
+        "99.5 stays 99.5 in jsonnet.",
+    )
+    serve_uptime_for: Duration = Field(
+        "1h", description="How long a route must stay below its uptime SLO (30 days and last day) before warning."
+    )
     # --- Cost, budgets, quotas and optimisation (rules/groups/cost.py, rules/budgets.py) ---
     budget_warning_percent: Percent = Field(
         80,
@@ -206,7 +226,9 @@ class AlertsConfig(_Section):
         "window (recommendations.*_window), so this only rides out refreshes.",
     )
 
-    @field_validator("serve_availability_slo_percent", "serve_latency_slo_percent", mode="before")
+    @field_validator(
+        "serve_availability_slo_percent", "serve_latency_slo_percent", "serve_uptime_slo_percent", mode="before"
+    )
     @classmethod
     def _slo_as_text(cls, value: Any) -> Any:
         # YAML reads 99.9 as a float; keep its shortest spelling rather than jsonnet's 99.900000000000006.

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from raylens.config.base import _Section
+from raylens.config.limits import MAX_NODE_RULES, MAX_PRICING_FILES, MAX_VOLUMES, at_most
 
 
 class NodeMatch(_Section):
@@ -145,3 +146,6 @@ class CostConfig(_Section):
     )
 
     _timezone = field_validator("timezone")(_check_timezone)
+    _pricing_files = field_validator("pricing_files", mode="before")(at_most(MAX_PRICING_FILES, "pricing files"))
+    _node_rules = field_validator("node_rules", mode="before")(at_most(MAX_NODE_RULES, "node rules"))
+    _volumes = field_validator("volumes", mode="before")(at_most(MAX_VOLUMES, "volumes"))

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
+
+from raylens.files import CONFIG_LIMITS, FileRefused, Limits, read_yaml, shorten
+
+# Values are quoted in messages; a bad value may be megabytes (a huge string, a list of 100,000 items),
+# so the quote is built with bounded effort and cut, and so is the number of problems listed.
+_QUOTE = reprlib.Repr()  # keyword arguments need Python 3.12
+_QUOTE.maxlevel, _QUOTE.maxdict, _QUOTE.maxlist, _QUOTE.maxtuple, _QUOTE.maxset = 3, 4, 4, 4, 4
+_QUOTE.maxstring, _QUOTE.maxother, _QUOTE.maxlong = 60, 60, 40
+VALUE_QUOTE_MAX = 200
+PROBLEMS_SHOWN_MAX = 50
+
+
+def quote(value: Any) -> str:
+    """A short ``repr`` of a value from a file, whatever its size (strings keep their start)."""
+    if isinstance(value, str):
+        if len(value) <= VALUE_QUOTE_MAX:
+            return repr(value)
+        return repr(value[:VALUE_QUOTE_MAX]) + f"… ({len(value):,} characters)"
+    try:
+        text = _QUOTE.repr(value)
+    except Exception:  # a repr that fails must not hide the problem being reported
+        text = f"<{type(value).__name__}>"
+    return shorten(text, VALUE_QUOTE_MAX // 2)
 
 
 @dataclass(frozen=True)
@@ -22,7 +45,7 @@ class ConfigProblem:
         where = f"{self.source}: {self.field}" if self.field else self.source
         if self.value is MISSING:
             return f"{where}: {self.expected}"
-        return f"{where}: got {self.value!r}: {self.expected}"
+        return f"{where}: got {quote(self.value)}: {self.expected}"
 
 
 MISSING = object()
@@ -34,24 +57,28 @@ class ConfigError(Exception):
     def __init__(self, problems: list[ConfigProblem]):
         self.problems = problems
         count = len(problems)
-        lines = [f"invalid configuration ({count} problem{'s' if count != 1 else ''}):"]
-        lines += [f"  {problem}" for problem in problems]
+        if count == 1:
+            super().__init__(f"invalid configuration: {problems[0]}")
+            return
+        lines = [f"invalid configuration ({count} problems):"]
+        lines += [f"  {problem}" for problem in problems[:PROBLEMS_SHOWN_MAX]]
+        if count > PROBLEMS_SHOWN_MAX:
+            lines.append(f"  … and {count - PROBLEMS_SHOWN_MAX} more")
         super().__init__("\n".join(lines))
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
+def refused(error: FileRefused) -> ConfigProblem:
+    """A file the bounded reader refused, as a problem: file, line (where known) and the reason."""
+    return ConfigProblem(error.path, f"line {error.line}" if error.line is not None else "", MISSING, error.reason)
+
+
+def read_yaml_mapping(path: Path, limits: Limits = CONFIG_LIMITS) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, read within ``limits`` (``raylens.files``)."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError([ConfigProblem(source, "", MISSING, f"cannot read file: {error.strerror}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        position = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError([ConfigProblem(source, "", MISSING, f"not valid YAML{position}: {problem}")]) from None
+        data = read_yaml(path, limits)
+    except FileRefused as error:
+        raise ConfigError([refused(error)]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from raylens.config.base import (
     DEFAULT_DISK_DEVICE_EXCLUDE,
@@ -18,6 +18,29 @@ from raylens.config.base import (
     parse_listen_address,
 )
 
+ExporterRole = Literal["node", "cluster", "all"]
+# What each role runs: per node, what the machine itself tells (no Ray API calls); per cluster, what
+# only Ray's dashboard tells (once per cluster, on the head or one replica).
+ROLE_COLLECTORS: dict[str, tuple[CollectorName, ...]] = {
+    "node": ("node", "gpu"),
+    "cluster": ("ray", "cost"),
+    "all": ("node", "gpu", "ray", "cost"),
+}
+
+
+# Where the NVIDIA driver (or the container toolkit, for a container given GPUs) exposes its control
+# device. Without it NVML has nothing to read, and a gpu collector would only report failures.
+NVIDIA_CONTROL_DEVICE = Path("/dev/nvidiactl")
+
+
+def role_default_collectors(role: str) -> tuple[CollectorName, ...]:
+    """The role's collectors, without gpu where this machine shows no NVIDIA device (a CPU node, or a
+    sidecar that was given no GPU); ``--collectors=node,gpu`` still asks for it explicitly."""
+    collectors = ROLE_COLLECTORS[role]
+    if "gpu" in collectors and not NVIDIA_CONTROL_DEVICE.exists():
+        collectors = tuple(name for name in collectors if name != "gpu")
+    return collectors
+
 
 class ExporterConfig(_Section):
     listen_address: str = Field(
@@ -29,9 +52,36 @@ class ExporterConfig(_Section):
         None,
         description="Exporter-toolkit web config (TLS, basic auth). Unset: plain HTTP.",
     )
-    collectors: tuple[CollectorName, ...] = Field(
-        ("node",), description="Collectors to run on each scrape.", min_length=1
+    role: ExporterRole | None = Field(
+        None,
+        description="`node`: one exporter per node, collectors node and gpu, no Ray API calls; `cluster`: one per "
+        "cluster (head or one replica), collectors ray and cost; `all`: both in one process (a single-node "
+        "cluster). gpu runs only where /dev/nvidiactl exists unless `collectors` names it. Explicit `collectors` "
+        "must belong to the role. Unset: `collectors` alone decides.",
     )
+    collectors: tuple[CollectorName, ...] = Field(
+        ("node",),
+        description="Collectors to run on each scrape. With `role` set and this unset: the role's collectors.",
+        min_length=1,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_collectors(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("role") in ROLE_COLLECTORS and data.get("collectors") is None:
+            return {**data, "collectors": list(role_default_collectors(data["role"]))}
+        return data
+
+    @field_validator("collectors")
+    @classmethod
+    def _collectors_fit_role(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        role = info.data.get("role")
+        if role is not None:
+            outside = [name for name in value if name not in ROLE_COLLECTORS[role]]
+            if outside:
+                allowed = ", ".join(ROLE_COLLECTORS[role])
+                raise ValueError(f"role {role} runs only {allowed}; {', '.join(outside)} belongs to another role")
+        return value
 
     @field_validator("listen_address")
     @classmethod

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from raylens.config.base import _Section
 
-RaySourceName = Literal["version", "nodes", "node_details", "resource_usage", "jobs", "actors", "tasks"]
+RaySourceName = Literal["version", "nodes", "node_details", "resource_usage", "jobs", "actors", "tasks", "serve"]
 # How often each source is read by default: cheap, fast-changing state often; the task listing,
 # which costs the dashboard about 2 s per 10,000 task events, least often (docs/ray.md).
 DEFAULT_SOURCE_INTERVALS: dict[str, float] = {
@@ -21,6 +21,7 @@ DEFAULT_SOURCE_INTERVALS: dict[str, float] = {
     "jobs": 5.0,
     "actors": 10.0,
     "tasks": 15.0,
+    "serve": 30.0,
 }
 
 
@@ -62,7 +63,7 @@ class RayConfig(_Section):
     sources: dict[RaySourceName, SourceSchedule] = Field(
         default_factory=dict,
         description="Per-source interval and timeout, e.g. {tasks: {interval_seconds: 60}}. Defaults: version "
-        "60 s, nodes 5 s, node_details 15 s, resource_usage 5 s, jobs 5 s, actors 10 s, tasks 15 s.",
+        "60 s, nodes 5 s, node_details 15 s, resource_usage 5 s, jobs 5 s, actors 10 s, tasks 15 s, serve 30 s.",
     )
     refresh_jitter_ratio: float = Field(
         0.1,
@@ -109,6 +110,11 @@ class RayConfig(_Section):
         ge=0,
         description="Task attempts asked from the task listing (GCS task events, itself bounded); 0 skips "
         "tasks. Lower it when the listing is slow.",
+    )
+    serve_routes: bool = Field(
+        True,
+        description="Read Serve's applications and HTTP ingress (`GET /api/serve/applications/`, source `serve`) "
+        "for the Serve probe targets of `raylens sd` and the exporter's /sd/serve; false skips the call.",
     )
     object_store: bool = Field(
         True,

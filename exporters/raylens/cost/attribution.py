@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from raylens.config import CostConfig
+from raylens.labels import COST_ATTRIBUTION, label_value
 
 UNALLOCATED = "__unallocated__"
 IDLE = "__idle__"
@@ -40,12 +41,23 @@ class JobLabels:
     team: str
 
 
+def _metadata_label(metadata: Mapping[str, str], key: str) -> str:
+    # Metadata is user text and becomes labels and state keys: the label-value policy applies.
+    value = metadata.get(key)
+    return label_value(value, COST_ATTRIBUTION) if value else ""
+
+
 def job_labels(metadata: Mapping[str, str], config: CostConfig) -> JobLabels:
     return JobLabels(
-        metadata.get(config.user_metadata_key) or UNALLOCATED,
-        metadata.get(config.project_metadata_key) or UNALLOCATED,
-        metadata.get(config.team_metadata_key) or UNALLOCATED,
+        _metadata_label(metadata, config.user_metadata_key) or UNALLOCATED,
+        _metadata_label(metadata, config.project_metadata_key) or UNALLOCATED,
+        _metadata_label(metadata, config.team_metadata_key) or UNALLOCATED,
     )
+
+
+def job_workload(metadata: Mapping[str, str], config: CostConfig) -> str:
+    """The workload type the job's metadata names, ``""`` when it names none."""
+    return _metadata_label(metadata, config.workload_metadata_key)
 
 
 class WorkloadClassifier:

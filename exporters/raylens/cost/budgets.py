@@ -12,9 +12,15 @@ Sample::
         match: ml-research         # the project name (job metadata `project`)
         amount_usd: 8000
         thresholds_percent: [50, 80, 100]   # the default
+      - name: prod-gpu
+        scope: org
+        clusters: [prod-us-east]   # only the exporter of this cluster publishes it; default: every cluster
+        amount_usd: 20000
 
 The exporter publishes each budget's amount, its period's start and end timestamps, its thresholds and
-its **period-to-date spend**; alerting rules only compare them.
+its **period-to-date spend**; alerting rules only compare them. Spend is the spend of the exporter's own
+cluster (its ``cluster`` label): one budgets.yaml can serve every cluster, each budget limited to some
+with ``clusters``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raylens.config import ConfigError, ConfigProblem, problems_from_validation, read_yaml_mapping
+from raylens.config.limits import MAX_BUDGETS, at_most
 
 BudgetScope = Literal["org", "cloud", "project", "team", "user"]
 DEFAULT_THRESHOLDS_PERCENT = (50.0, 80.0, 100.0)
@@ -40,6 +47,11 @@ class Budget(BaseModel):
     amount_usd: float = Field(gt=0, allow_inf_nan=False)
     period: Literal["day", "week", "month"] = "month"
     thresholds_percent: tuple[float, ...] = Field(DEFAULT_THRESHOLDS_PERCENT, min_length=1)
+    clusters: tuple[str, ...] = ()
+    """Cluster names (``cluster.name``) whose exporters publish this budget; empty: every cluster."""
+
+    def applies_to(self, cluster: str) -> bool:
+        return not self.clusters or cluster in self.clusters
 
     @field_validator("thresholds_percent")
     @classmethod
@@ -69,6 +81,8 @@ class BudgetsFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     budgets: list[Budget] = Field(default_factory=list)
+
+    _count = field_validator("budgets", mode="before")(at_most(MAX_BUDGETS, "budgets"))
 
 
 def validate_budgets(data: dict[str, Any], source: str, clouds: Iterable[str]) -> tuple[Budget, ...]:

@@ -48,6 +48,7 @@ from raylens.config import (
     problems_from_validation,
     read_yaml_mapping,
 )
+from raylens.config.limits import MAX_PRICING_ROWS, MAX_RESOURCE_PRICES, at_most
 
 DEFAULT_CATALOG_RESOURCE = "default-catalog.yaml"
 DEFAULT_CATALOG_NAME = "default catalog (raylens/cost/default-catalog.yaml)"
@@ -130,6 +131,9 @@ class PricingFile(_Strict):
     split_ratios: SplitRatios | None = None
     instance_types: list[InstancePriceRow] = Field(default_factory=list)
     resource_prices: list[ResourcePriceRow] = Field(default_factory=list)
+
+    _rows = field_validator("instance_types", mode="before")(at_most(MAX_PRICING_ROWS, "instance_types rows"))
+    _prices = field_validator("resource_prices", mode="before")(at_most(MAX_RESOURCE_PRICES, "resource_prices"))
 
 
 PRICING_FILE_KEYS = frozenset(PricingFile.model_fields)

@@ -30,7 +30,14 @@ from zoneinfo import ZoneInfo
 
 from raylens.config import CostConfig
 from raylens.cost.apportion import COMPUTE, KIND_NAMES, Apportioned, apportion
-from raylens.cost.attribution import DEFAULT_WORKLOAD, IDLE_KEY, UNALLOCATED, WorkloadClassifier, job_labels
+from raylens.cost.attribution import (
+    DEFAULT_WORKLOAD,
+    IDLE_KEY,
+    UNALLOCATED,
+    WorkloadClassifier,
+    job_labels,
+    job_workload,
+)
 from raylens.cost.budgets import Budget
 from raylens.cost.catalog import HOURS_PER_MONTH
 from raylens.cost.explain_log import ExplainLog
@@ -144,7 +151,7 @@ class CostEngine:
                 record.user, record.project, record.team = found.user, found.project, found.team
                 record.submission_id = info.submission_id or ""
                 record.start, record.end = info.start_time, info.end_time
-                workload = info.metadata.get(config.workload_metadata_key)
+                workload = job_workload(info.metadata, config)
                 if workload:
                     record.workload, record.workload_source = workload, "metadata"
             if record.workload_source in ("", "default") and job_id in names:

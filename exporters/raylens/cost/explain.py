@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from raylens.config import CostConfig, load_config
 from raylens.cost.pricing import GIB, NodePrice
-from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, EngineState, default_state_dir, read_json
+from raylens.cost.state import EXPLAIN_FILE, STATE_FILE, EngineState, StateShapeError, default_state_dir, read_json
+from raylens.files import FileRefused
 
 
 class ExplainError(Exception):
@@ -40,11 +41,19 @@ def _duration(elapsed: float) -> str:
 
 
 def _load(state_dir: Path) -> tuple[EngineState, dict[str, Any]]:
-    data = read_json(state_dir / STATE_FILE)
-    if data is None:
-        raise ExplainError(f"no cost state in {state_dir}: is the cost collector running with this state_dir?")
-    explain = read_json(state_dir / EXPLAIN_FILE) or {"jobs": {}, "nodes": {}}
-    return EngineState.from_json(data), explain
+    try:
+        data = read_json(state_dir / STATE_FILE)
+        if data is None:
+            raise ExplainError(f"no cost state in {state_dir}: is the cost collector running with this state_dir?")
+        state = EngineState.from_json(data)
+        explain = read_json(state_dir / EXPLAIN_FILE) or {"jobs": {}, "nodes": {}}
+    except FileRefused as error:
+        raise ExplainError(str(error)) from None
+    except StateShapeError as error:
+        raise ExplainError(f"{state_dir / STATE_FILE}: not a cost state this version wrote: {error}") from None
+    if not isinstance(explain, dict):
+        raise ExplainError(f"{state_dir / EXPLAIN_FILE}: expected a JSON object")
+    return state, explain
 
 
 def explain_node(node_id: str, state: EngineState, explain: dict[str, Any], zone: ZoneInfo) -> str:

@@ -6,11 +6,16 @@ Kinds, told apart by their top-level keys: the main config (``raylens.yaml``: ``
 quotas are validated against the default catalog merged with the pricing files given on the command
 line and those a given main config names, so an instance type defined in a pricing override is known.
 Every problem in every file is reported at once.
+
+Money that is valid but implausible (``raylens.cost.plausibility``: a monthly price in ``usd_per_hour``,
+a budget out of all proportion to the cluster's spend rate, read from the cost state when there is
+one) comes back as warnings; ``strict`` makes them problems.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +29,10 @@ from raylens.cost.catalog import (
     merge_pricing_files,
     validate_pricing,
 )
-from raylens.cost.loading import load_files
+from raylens.cost.loading import load_files, peek_state
+from raylens.cost.plausibility import budget_warnings, price_warnings, spend_rate
 from raylens.cost.quotas import validate_quotas
+from raylens.cost.state import default_state_dir
 
 MAIN, BUDGETS, QUOTAS, PRICING = "config", "budgets", "quotas", "pricing"
 
@@ -41,10 +48,21 @@ def detect_kind(data: dict[str, Any]) -> str:
     return MAIN
 
 
-def check_config_files(paths: Sequence[Path], check_main: Callable[[Path], RaylensConfig]) -> list[str]:
-    """Validate ``paths`` together; raise ``ConfigError`` listing every problem, else return one line
-    per non-main file (``check_main`` prints its own report for main configs)."""
+@dataclass
+class CheckResult:
+    report: list[str] = field(default_factory=list)  # one line per non-main file
+    warnings: list[ConfigProblem] = field(default_factory=list)
+
+
+def check_config_files(
+    paths: Sequence[Path], check_main: Callable[[Path], RaylensConfig], strict: bool = False
+) -> CheckResult:
+    """Validate ``paths`` together; raise ``ConfigError`` listing every problem (warnings too when
+    ``strict``), else return one line per non-main file (``check_main`` prints its own report for main
+    configs) and the warnings."""
     problems: list[ConfigProblem] = []
+    warnings: list[ConfigProblem] = []
+    state_dir: Path | None = None
     loaded: list[tuple[Path, str, dict[str, Any]]] = []
     for path in paths:
         try:
@@ -59,9 +77,15 @@ def check_config_files(paths: Sequence[Path], check_main: Callable[[Path], Rayle
         if kind == MAIN:
             try:
                 config = check_main(path)
-                load_files(config.cost, source=str(path))
+                main_catalog, main_budgets, _quotas = load_files(config.cost, source=str(path))
             except ConfigError as error:
                 problems += error.problems
+                continue
+            state_dir = state_dir or config.cost.state_dir or default_state_dir()
+            warnings += price_warnings(main_catalog)
+            if config.cost.budgets_file is not None:
+                rate = spend_rate(peek_state(state_dir))
+                warnings += budget_warnings(main_budgets, str(config.cost.budgets_file), rate)
         elif kind == PRICING:
             try:
                 pricing.append((str(path), validate_pricing(data, str(path))))
@@ -73,12 +97,15 @@ def check_config_files(paths: Sequence[Path], check_main: Callable[[Path], Rayle
         problems += error.problems
         catalog = merge_pricing_files(pricing[:1])
 
+    warnings += price_warnings(catalog)
     report = []
     for path, kind, data in loaded:
         try:
             if kind == BUDGETS:
                 budgets = validate_budgets(data, str(path), catalog.clouds())
                 report.append(f"{path}: OK (budgets: {len(budgets)})")
+                rate = spend_rate(peek_state(state_dir or default_state_dir()))
+                warnings += budget_warnings(budgets, str(path), rate)
             elif kind == QUOTAS:
                 quotas = validate_quotas(data, str(path), catalog.instance_types())
                 report.append(f"{path}: OK (quotas: {len(quotas.quotas)}, roles: {len(quotas.roles)})")
@@ -91,6 +118,10 @@ def check_config_files(paths: Sequence[Path], check_main: Callable[[Path], Rayle
         except (ConfigError, KeyError) as error:
             if isinstance(error, ConfigError):
                 problems += error.problems
+    # The same pricing file reached twice (named on the command line and by a main config) warns once.
+    warnings = list({str(warning): warning for warning in warnings}.values())
+    if strict:
+        problems += warnings
     if problems:
         raise ConfigError(problems)
-    return report
+    return CheckResult(report, warnings)

@@ -18,6 +18,9 @@ Sample::
         windows:               # active only inside these, in cost.timezone
           - {days: [mon, tue, wed, thu, fri], start: "08:00", end: "20:00"}
 
+``clusters: [name, ...]`` limits a quota to the exporters of those clusters (``cluster.name``); by
+default every cluster's exporter evaluates it against its own cluster.
+
 Usage: for ``global`` quotas, what the cluster has (alive nodes, their GPUs and CPUs); for the other
 scopes, what the scope's jobs hold now (max of held and used, per Ray's logical resources), and
 ``instances`` counts the distinct nodes they hold anything on.
@@ -36,6 +39,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raylens.config import ConfigError, ConfigProblem, problems_from_validation, read_yaml_mapping
+from raylens.config.limits import MAX_QUOTA_WINDOWS, MAX_QUOTAS, MAX_ROLE_MEMBERS, MAX_ROLES, at_most
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -86,6 +90,13 @@ class Quota(_Strict):
     instance_type: str | None = None
     limit: float = Field(ge=0, allow_inf_nan=False)
     windows: tuple[QuotaWindow, ...] = ()
+    clusters: tuple[str, ...] = ()
+    """Cluster names (``cluster.name``) whose exporters evaluate this quota; empty: every cluster."""
+
+    def applies_to(self, cluster: str) -> bool:
+        return not self.clusters or cluster in self.clusters
+
+    _windows = field_validator("windows", mode="before")(at_most(MAX_QUOTA_WINDOWS, "windows per quota"))
 
     @model_validator(mode="after")
     def _match(self) -> Quota:
@@ -112,6 +123,17 @@ class QuotasFile(_Strict):
     roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     quotas: list[Quota] = Field(default_factory=list)
 
+    _quotas = field_validator("quotas", mode="before")(at_most(MAX_QUOTAS, "quotas"))
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles(cls, value: Any) -> Any:
+        value = at_most(MAX_ROLES, "roles")(value)
+        if isinstance(value, dict):
+            for role, members in value.items():
+                at_most(MAX_ROLE_MEMBERS, f"members of role {str(role)[:60]!r}")(members)
+        return value
+
 
 @dataclass(frozen=True)
 class Quotas:
@@ -129,6 +151,26 @@ class Quotas:
 
 def _overlap(first: list[tuple[int, int]], second: list[tuple[int, int]]) -> bool:
     return any(a < d and c < b for a, b in first for c, d in second)
+
+
+def _clashes(quotas: list[Quota], by_target: Mapping[tuple[Any, ...], list[int]]) -> list[tuple[int, int]]:
+    """(quota, an earlier quota it clashes with) for quotas of one target whose windows overlap.
+
+    A sweep over the week's minute ranges, sorted: O(n log n) however many quotas share a target
+    (comparing every pair took seconds at MAX_QUOTAS).
+    """
+    found: set[tuple[int, int]] = set()
+    for indexes in by_target.values():
+        if len(indexes) < 2:
+            continue
+        spans = sorted((start, end, index) for index in indexes for start, end in quotas[index].weekly_ranges())
+        reach, owner = -1, -1
+        for start, end, index in spans:
+            if start < reach and owner != index:
+                found.add((max(index, owner), min(index, owner)))
+            if end > reach:
+                reach, owner = end, index
+    return sorted(found)
 
 
 def validate_quotas(data: dict[str, Any], source: str, instance_types: Iterable[str]) -> Quotas:
@@ -174,18 +216,18 @@ def validate_quotas(data: dict[str, Any], source: str, instance_types: Iterable[
                         )
                     )
         target = (quota.scope, quota.match, quota.resource, quota.instance_type)
-        for other in by_target.get(target, []):
-            if _overlap(parsed.quotas[other].weekly_ranges(), quota.weekly_ranges()):
-                problems.append(
-                    ConfigProblem(
-                        source,
-                        f"{where}.windows" if quota.windows else where,
-                        quota.name,
-                        f"limits the same {quota.resource} of the same {quota.scope} as quotas.{other} "
-                        f"({parsed.quotas[other].name!r}) at overlapping times; give them disjoint windows",
-                    )
-                )
         by_target.setdefault(target, []).append(index)
+    for index, other in _clashes(parsed.quotas, by_target):
+        quota = parsed.quotas[index]
+        problems.append(
+            ConfigProblem(
+                source,
+                f"quotas.{index}.windows" if quota.windows else f"quotas.{index}",
+                quota.name,
+                f"limits the same {quota.resource} of the same {quota.scope} as quotas.{other} "
+                f"({parsed.quotas[other].name!r}) at overlapping times; give them disjoint windows",
+            )
+        )
     if problems:
         raise ConfigError(problems)
     return Quotas(tuple(parsed.quotas), dict(parsed.roles))

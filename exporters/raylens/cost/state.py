@@ -7,15 +7,25 @@ so a restarted exporter never shows a counter lower than Prometheus already saw.
 
 Writes go to a temporary file in the same directory, are flushed to disk, then ``os.replace``d over the
 old file: a crash leaves either the old or the new state, never half of one.
+
+Reading is strict: the file goes through the bounded reader (``raylens.files``) and every field is
+checked for the shape and type this module writes (``StateShapeError`` names the first that is not),
+so a file of any other shape is treated like a corrupt one by the caller (``raylens.cost.loading``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from raylens.files import FileMissing
+from raylens.files import read_json as read_bounded_json
+from raylens.labels import COST_STATE, label_value
 
 STATE_FORMAT = 1
 STATE_FILE = "cost-state.json"
@@ -100,21 +110,99 @@ class EngineState:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> EngineState:
-        if data.get("format") != STATE_FORMAT:
-            raise ValueError(f"unknown state format {data.get('format')!r}, expected {STATE_FORMAT}")
-        state = cls(time=data.get("time"))
-        for node_id, (start, end, until, dollars, egress, last_seen, labels) in data.get("nodes", {}).items():
-            state.nodes[node_id] = NodeRecord(start, end, until, list(dollars), egress, last_seen, list(labels))
-        for job_id, values in data.get("jobs", {}).items():
-            state.jobs[job_id] = JobRecord(*values)
-        for *key, value in data.get("allocation", []):
-            state.allocation[tuple(key)] = float(value)  # type: ignore[index]
-        for *key, value in data.get("serve", []):
-            state.serve[tuple(key)] = float(value)  # type: ignore[index]
-        for name, period in data.get("periods", {}).items():
-            state.periods[name] = PeriodRecord(float(period["start"]), dict(period["spend"]))
+    def from_json(cls, data: Any) -> EngineState:
+        """The state in ``data``; ``StateShapeError`` naming the first field of another shape."""
+        root = _mapping(data, "the file")
+        if root.get("format") != STATE_FORMAT:
+            raise StateShapeError(f"format: expected {STATE_FORMAT}, got {_quote(root.get('format'))}")
+        state = cls(time=_number(root.get("time"), "time", optional=True))
+        for node_id, row in _mapping(root.get("nodes", {}), "nodes").items():
+            where = f"nodes.{_quote(node_id)}"
+            start, end, until, dollars, egress, last_seen, labels = _row(row, where, 7)
+            state.nodes[_text(node_id, where)] = NodeRecord(
+                _number(start, f"{where}[0]"),
+                _number(end, f"{where}[1]", optional=True),
+                _number(until, f"{where}[2]"),
+                [_number(value, f"{where}[3]") for value in _row(dollars, f"{where}[3]", len(COST_KINDS))],
+                _number(egress, f"{where}[4]", optional=True),
+                _number(last_seen, f"{where}[5]"),
+                [_text(value, f"{where}[6]") for value in _list(labels, f"{where}[6]")],
+            )
+        for job_id, row in _mapping(root.get("jobs", {}), "jobs").items():
+            where = f"jobs.{_quote(job_id)}"
+            values = _row(row, where, 10)
+            state.jobs[_text(job_id, where)] = JobRecord(
+                _number(values[0], f"{where}[0]"),
+                *(_text(value, f"{where}[{index}]") for index, value in enumerate(values[1:7], 1)),
+                _number(values[7], f"{where}[7]", optional=True),
+                _number(values[8], f"{where}[8]", optional=True),
+                _number(values[9], f"{where}[9]"),
+            )
+        for index, row in enumerate(_list(root.get("allocation", []), "allocation")):
+            *key, value = _row(row, f"allocation[{index}]", 6)
+            labels = tuple(_text(part, f"allocation[{index}]") for part in key)
+            state.allocation[labels] = _number(value, f"allocation[{index}][5]")  # type: ignore[index]
+        for index, row in enumerate(_list(root.get("serve", []), "serve")):
+            *key, value = _row(row, f"serve[{index}]", 3)
+            labels = tuple(_text(part, f"serve[{index}]") for part in key)
+            state.serve[labels] = _number(value, f"serve[{index}][2]")  # type: ignore[index]
+        for name, period in _mapping(root.get("periods", {}), "periods").items():
+            where = f"periods.{_quote(name)}"
+            record = _mapping(period, where)
+            spend = _mapping(record.get("spend"), f"{where}.spend")
+            state.periods[_text(name, where)] = PeriodRecord(
+                _number(record.get("start"), f"{where}.start"),
+                {_text(key, f"{where}.spend"): _number(value, f"{where}.spend") for key, value in spend.items()},
+            )
         return state
+
+
+class StateShapeError(ValueError):
+    """The state file parsed but is not a state this version wrote; the message names the field."""
+
+
+_T = TypeVar("_T")
+
+
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _checked(kind: type[_T], what: str) -> Callable[[Any, str], _T]:
+    def check(value: Any, where: str) -> _T:
+        if not isinstance(value, kind):
+            raise StateShapeError(f"{where}: expected {what}, got {_quote(value)}")
+        return value
+
+    return check
+
+
+_mapping = _checked(dict, "an object")
+_list = _checked(list, "a list")
+
+
+def _row(value: Any, where: str, length: int) -> list[Any]:
+    row = _list(value, where)
+    if len(row) != length:
+        raise StateShapeError(f"{where}: expected a list of {length} fields, got {len(row)}")
+    return row
+
+
+def _number(value: Any, where: str, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise StateShapeError(f"{where}: expected a finite number, got {_quote(value)}")
+    return float(value)
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise StateShapeError(f"{where}: expected a string, got {_quote(value)}")
+    # Names and label values are exported as labels again: a state written by an older version (or by
+    # hand) must not bring back what the label-value policy cuts.
+    return label_value(value, COST_STATE)
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
@@ -141,8 +229,11 @@ def write_json_atomically(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any | None:
+    """A JSON file raylens wrote, through the bounded reader; ``None`` when it does not exist.
+
+    Raises ``raylens.files.FileRefused`` when it is unreadable, too large, not UTF-8 or not JSON.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        return read_bounded_json(path)
+    except FileMissing:
         return None
-    return json.loads(text)

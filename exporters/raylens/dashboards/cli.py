@@ -134,3 +134,7 @@ def add_dashboard_commands(commands: argparse._SubParsersAction) -> None:
         "--panels", action="store_true", help="also write one PNG per panel, beside the dashboard picture"
     )
     render.set_defaults(handler=cmd_render)
+
+    from raylens.dashboards.tenants import add_tenant_command
+
+    add_tenant_command(sub)

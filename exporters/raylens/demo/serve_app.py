@@ -38,6 +38,11 @@ class Classifier:
         return {"tokens": len(tokens), "label": "long" if len(tokens) > 3 else "short"}
 
 
+# The same graph for config deploys (`serve deploy`, PUT /api/serve/applications/), which is what
+# `raylens remediate`'s restart-serve-deployment can roll: import_path raylens.demo.serve_app:app
+app = Classifier.bind(Tokenizer.bind())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True, help="HTTP port for Serve's proxy (loopback)")
@@ -46,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     ray.init()
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    serve.run(Classifier.bind(Tokenizer.bind()), name="classifier", route_prefix="/classify")
+    serve.run(app, name="classifier", route_prefix="/classify")
     url = f"http://127.0.0.1:{args.port}/classify"
     deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     sent = failed = 0

@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 import requests
 
+from raylens.labels import GPU_PROCESS, label_value
+
 log = logging.getLogger("raylens.gpu.attribution")
 
 NIL_JOB_ID = "ffffffff"
@@ -39,8 +41,6 @@ TITLE_PREFIX = "ray::"
 # Titles of Ray's own processes (ray_constants.WORKER_PROCESS_TYPE_*, AGENT_PROCESS_TYPE_*).
 _SYSTEM_TITLES = frozenset({"DashboardAgent", "RuntimeEnvAgent"})
 _SYSTEM_TITLE_PREFIXES = ("SPILL_", "RESTORE_", "DELETE_", "IDLE_")
-# Longest label value taken from a process title; a title is user text (task names).
-MAX_NAME_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -107,12 +107,13 @@ def procfs_reader(root: Path = Path("/proc")) -> ProcessReader:
 
 
 def _clip(text: str) -> str:
-    return text[:MAX_NAME_LENGTH]
+    """A process title or Ray name is user text (task names): the label-value policy applies."""
+    return label_value(text, GPU_PROCESS)
 
 
 def attribution_from_process(view: ProcessView) -> ProcessAttribution:
     """Interpret a process title and environment; see the module docstring for the shapes."""
-    job_id = (view.environ or {}).get("RAY_JOB_ID", "")
+    job_id = _clip((view.environ or {}).get("RAY_JOB_ID", ""))
     if job_id == NIL_JOB_ID:
         job_id = ""
     title = view.cmdline[0].strip() if view.cmdline else ""
@@ -273,8 +274,8 @@ class RayStateAttributor:
             pid = actor.get("pid")
             if isinstance(pid, int) and pid > 0:
                 by_pid[pid] = ProcessAttribution(
-                    job_id=str(actor.get("job_id") or ""),
-                    actor_id=str(actor.get("actor_id") or ""),
+                    job_id=_clip(str(actor.get("job_id") or "")),
+                    actor_id=_clip(str(actor.get("actor_id") or "")),
                     actor_class=_clip(str(actor.get("class_name") or "")),
                     ray_worker="actor",
                 )
@@ -290,7 +291,7 @@ class RayStateAttributor:
                     by_pid[pid] = replace(current, task_name=name)
             elif current is None:
                 by_pid[pid] = ProcessAttribution(
-                    job_id=str(task.get("job_id") or ""), task_name=name, ray_worker="task"
+                    job_id=_clip(str(task.get("job_id") or "")), task_name=name, ray_worker="task"
                 )
         return by_pid
 

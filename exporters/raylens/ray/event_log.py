@@ -33,6 +33,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily
 
 from raylens.config.events import EventsConfig
+from raylens.files import FileMissing, FileRefused
+from raylens.files import read_json as read_bounded_json
 from raylens.jsonl import append_lines, prune_older_than, rfc3339, write_json_atomically
 from raylens.ray.events import KNOWN_CAUSES, Event, derive_events, derive_serve_events
 from raylens.ray.serve_status import (
@@ -193,22 +195,24 @@ class EventRecorder:
     def _load(self) -> None:
         self._emitted = OrderedDict.fromkeys(_recent_ids(self.path))
         try:
-            state = json.loads(self._state_path.read_text())
-        except FileNotFoundError:
+            state = read_bounded_json(self._state_path)  # size, depth and UTF-8 bounded (raylens.files)
+        except FileMissing:
             return
-        except (OSError, ValueError) as error:
+        except FileRefused as error:
             log.warning(
                 "events state unreadable; starting fresh", extra={"path": str(self._state_path), "error": str(error)}
             )
             return
         try:
+            if not isinstance(state, dict):
+                raise TypeError(f"expected a JSON object, got {type(state).__name__}")
             if state.get("previous"):
                 self._previous = snapshot_from_state(state["previous"])
             if state.get("serve") is not None:
                 self._serve = serve_from_state(state["serve"])
             self._emitted = OrderedDict.fromkeys([*state.get("emitted", []), *self._emitted])
-        except (TypeError, ValueError, KeyError) as error:
-            log.warning("events state has an unexpected shape; starting fresh", extra={"error": str(error)})
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
+            log.warning("events state has an unexpected shape; starting fresh", extra={"error": str(error)[:300]})
             self._previous, self._serve, self._emitted = None, None, OrderedDict()
 
     def _save(self) -> None:

@@ -17,6 +17,9 @@ Conventions:
 * A source that never answered leaves its tuple empty; ``ClusterSnapshot.sources`` says how each
   source's last attempt fared. Check ``snapshot.has("tasks")`` before treating an empty tuple as
   "no tasks".
+* Text that can become a label value (names, ids, metadata, node labels, the session name) is user
+  text: it is held here already under the label-value policy (``raylens.labels``), so no consumer
+  exports a 10 kB value or a lone surrogate.
 
 The parsers (``*_from_api``) take the JSON rows of the dashboard's HTTP APIs exactly as Ray 2.60
 returns them (``/api/v0/nodes?detail=1``, ``/api/jobs/``, ``/api/v0/actors?detail=1``,
@@ -30,6 +33,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from raylens.labels import (
+    RAY_ACTOR_CLASS,
+    RAY_ENTRYPOINT,
+    RAY_JOB_ID,
+    RAY_JOB_METADATA,
+    RAY_NODE,
+    RAY_SESSION_NAME,
+    RAY_TASK_NAME,
+    label_value,
+)
 
 # Ray job statuses (ray.job_submission.JobStatus) and which are final.
 JOB_TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
@@ -54,6 +68,10 @@ _ACTOR_DEATH_CONTEXTS = {
     "actor_unschedulable_context": "ACTOR_UNSCHEDULABLE_ERROR",
     "oom_context": "OUT_OF_MEMORY",
 }
+
+
+# Entrypoints are command lines; enough is kept for any sensible ray.entrypoint_max_length.
+ENTRYPOINT_KEPT_MAX = 4096
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -147,6 +165,11 @@ class NodeSnapshot:
     node_manager_port: int | None = None
     object_store: ObjectStoreStats | None = None
     """``None`` for dead nodes and when the dashboard had no stats for the raylet."""
+
+    def __post_init__(self) -> None:
+        # Set from other sources than the node row (autoscaler types, labels); see the module docstring.
+        for name in ("node_type", "instance_type"):
+            object.__setattr__(self, name, label_value(getattr(self, name), RAY_NODE))
 
     @property
     def alive(self) -> bool:
@@ -252,6 +275,27 @@ class TaskSnapshot:
         return (self.task_id, self.attempt_number)
 
 
+@dataclass(frozen=True, slots=True)
+class ServeApplication:
+    name: str
+    route_prefix: str
+    """``""`` for an application without an HTTP route."""
+    status: str
+    """``NOT_STARTED``, ``DEPLOYING``, ``RUNNING``, ``DEPLOY_FAILED``, ``DELETING``, ``UNHEALTHY``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeState:
+    """Serve's HTTP ingress and applications, from ``/api/serve/applications/``."""
+
+    http_host: str = ""
+    """The proxies' bind address (``0.0.0.0`` when reachable on every node address)."""
+    http_port: int | None = None
+    proxy_ips: tuple[str, ...] = ()
+    """Addresses of the nodes running a healthy proxy."""
+    applications: tuple[ServeApplication, ...] = ()
+
+
 @dataclass(frozen=True)
 class SourceStatus:
     """How one source fared in its last attempt."""
@@ -295,6 +339,11 @@ class ClusterSnapshot:
     fetched_at: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
     generation: int = 0
     """Increases with every snapshot a refresher publishes (two snapshots can share ``taken_at``)."""
+    serve: ServeState | None = None
+    """``None`` until the ``serve`` source answered (or when ``ray.serve_routes`` is off)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "session_name", label_value(self.session_name, RAY_SESSION_NAME))
 
     def ok(self, source: str) -> bool:
         status = self.sources.get(source)
@@ -349,8 +398,10 @@ def node_from_api(row: Mapping[str, Any], **extra: Any) -> NodeSnapshot:
         "ip": str(row.get("node_ip") or ""),
         "is_head": bool(row.get("is_head_node")),
         "state": state,
-        "node_name": str(row.get("node_name") or ""),
-        "labels": _frozen({str(k): str(v) for k, v in (row.get("labels") or {}).items()}),
+        "node_name": label_value(row.get("node_name") or "", RAY_NODE),
+        "labels": _frozen(
+            {label_value(k, RAY_NODE): label_value(v, RAY_NODE) for k, v in (row.get("labels") or {}).items()}
+        ),
         "resources_total": clean_resources(row.get("resources_total")),
         "start_time": _seconds(row.get("start_time_ms")),
         "end_time": _seconds(row.get("end_time_ms")),
@@ -391,13 +442,18 @@ def object_store_from_dashboard(stats: Mapping[str, Any]) -> ObjectStoreStats:
 
 def job_from_api(row: Mapping[str, Any]) -> JobSnapshot:
     """An element of ``GET /api/jobs/`` (``JobDetails``)."""
-    metadata = {str(k): str(v) for k, v in (row.get("metadata") or {}).items()}
+    metadata = {
+        label_value(k, RAY_JOB_METADATA): label_value(v, RAY_JOB_METADATA)
+        for k, v in (row.get("metadata") or {}).items()
+    }
+    job_id, submission_id = row.get("job_id"), row.get("submission_id")
     return JobSnapshot(
-        job_id=row.get("job_id") or None,
-        submission_id=row.get("submission_id") or None,
+        job_id=label_value(job_id, RAY_JOB_ID) if job_id else None,
+        submission_id=label_value(submission_id, RAY_JOB_ID) if submission_id else None,
         type=str(row.get("type") or ""),
         status=str(row.get("status") or ""),
-        entrypoint=str(row.get("entrypoint") or ""),
+        # Kept longer here: the ray collector cuts it to ray.entrypoint_max_length under the same policy.
+        entrypoint=label_value(row.get("entrypoint") or "", RAY_ENTRYPOINT, ENTRYPOINT_KEPT_MAX, digest=False),
         metadata=_frozen(metadata),
         start_time=_seconds(row.get("start_time")),
         end_time=_seconds(row.get("end_time")),
@@ -426,7 +482,7 @@ def actor_from_api(row: Mapping[str, Any]) -> ActorSnapshot:
     reason, exit_type = actor_death(row.get("death_cause"))
     return ActorSnapshot(
         actor_id=str(row.get("actor_id") or ""),
-        class_name=str(row.get("class_name") or ""),
+        class_name=label_value(row.get("class_name") or "", RAY_ACTOR_CLASS),
         state=str(row.get("state") or ""),
         job_id=str(row.get("job_id") or ""),
         node_id=str(row.get("node_id") or ""),
@@ -447,8 +503,8 @@ def task_from_api(row: Mapping[str, Any]) -> TaskSnapshot:
     return TaskSnapshot(
         task_id=str(row.get("task_id") or ""),
         attempt_number=_int_or_none(row.get("attempt_number")) or 0,
-        name=str(row.get("name") or ""),
-        func_or_class_name=str(row.get("func_or_class_name") or row.get("name") or ""),
+        name=label_value(row.get("name") or "", RAY_TASK_NAME),
+        func_or_class_name=label_value(row.get("func_or_class_name") or row.get("name") or "", RAY_TASK_NAME),
         state=str(row.get("state") or ""),
         job_id=str(row.get("job_id") or ""),
         type=str(row.get("type") or ""),
@@ -460,6 +516,30 @@ def task_from_api(row: Mapping[str, Any]) -> TaskSnapshot:
         end_time=_seconds(row.get("end_time_ms")),
         error_type=str(row.get("error_type") or ""),
         placement_group_id=str(row.get("placement_group_id") or ""),
+    )
+
+
+def serve_from_api(body: Mapping[str, Any]) -> ServeState:
+    """``GET /api/serve/applications/`` (Ray 2.60): empty maps when Serve is not running."""
+    http = body.get("http_options") or {}
+    proxies = body.get("proxies") or {}
+    applications = body.get("applications") or {}
+    return ServeState(
+        http_host=str(http.get("host") or ""),
+        http_port=_int_or_none(http.get("port")),
+        proxy_ips=tuple(
+            sorted(
+                {
+                    str(proxy.get("node_ip"))
+                    for proxy in proxies.values()
+                    if proxy.get("node_ip") and proxy.get("status", "HEALTHY") == "HEALTHY"
+                }
+            )
+        ),
+        applications=tuple(
+            ServeApplication(str(name), str(app.get("route_prefix") or ""), str(app.get("status") or ""))
+            for name, app in sorted(applications.items())
+        ),
     )
 
 

@@ -36,9 +36,15 @@ import requests
 from raylens.config import RayConfig
 from raylens.ray.address import DashboardLocator, RayUnavailable
 from raylens.ray.rows import CHUNK_BYTES, Rows, RowsError, read_rows
-from raylens.ray.snapshot import actor_from_api, job_from_api, object_store_from_dashboard, task_from_api
+from raylens.ray.snapshot import (
+    actor_from_api,
+    job_from_api,
+    object_store_from_dashboard,
+    serve_from_api,
+    task_from_api,
+)
 
-SOURCES = ("version", "nodes", "node_details", "resource_usage", "jobs", "actors", "tasks")
+SOURCES = ("version", "nodes", "node_details", "resource_usage", "jobs", "actors", "tasks", "serve")
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class DashboardClient:
         """The sources this configuration reads (``max_actors: 0`` / ``max_tasks: 0`` turn some off)."""
         skipped = {"actors"} if not self._config.max_actors else set()
         skipped |= {"tasks"} if not self._config.max_tasks else set()
+        skipped |= {"serve"} if not self._config.serve_routes else set()
         return tuple(source for source in SOURCES if source not in skipped)
 
     def url(self, timeout: float) -> str:
@@ -176,6 +183,8 @@ class DashboardClient:
         if source == "actors":
             params = {"detail": "1", "limit": str(config.max_actors)}
             return _Call("/api/v0/actors", params, "result", actor_from_api, config.max_actors)
+        if source == "serve":
+            return _Call("/api/serve/applications/")
         if source == "tasks":
             params = {"detail": "1", "limit": str(config.max_tasks)}
             return _Call("/api/v0/tasks", params, "result", task_from_api, config.max_tasks)
@@ -242,6 +251,8 @@ def _json(body: bytes) -> Any:
 def _unwrap_small(path: str, body: Any) -> Any:
     if path == "/api/version":
         return dict(body)
+    if path == "/api/serve/applications/":
+        return serve_from_api(body)
     if body.get("result") is False:
         raise RowsError(str(body.get("msg") or "the dashboard reported a failure")[:300])
     status = body["data"].get("clusterStatus") or {}

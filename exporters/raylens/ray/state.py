@@ -115,6 +115,7 @@ def compose(
         sources=MappingProxyType(statuses),
         fetched_at=MappingProxyType(fetched_at),
         generation=generation,
+        serve=fresh["serve"].value if "serve" in fresh else None,
     )
 
 

@@ -22,9 +22,20 @@ from raylens.rules.groups.node import NODE
 from raylens.rules.groups.performance import PERFORMANCE
 from raylens.rules.groups.ray import RAY
 from raylens.rules.groups.recommendations import RECOMMENDATIONS
+from raylens.rules.groups.uptime import UPTIME
 from raylens.rules.model import AlertGroup, GeneratedAlertGroup
 
-GROUPS: tuple[AlertGroup, ...] = (COST, EXPORTER, GPU, NODE, OPTIMISATION, PERFORMANCE, RAY, RECOMMENDATIONS)
+GROUPS: tuple[AlertGroup, ...] = (
+    COST,
+    EXPORTER,
+    GPU,
+    NODE,
+    OPTIMISATION,
+    PERFORMANCE,
+    RAY,
+    RECOMMENDATIONS,
+    UPTIME,
+)
 
 
 def alert_groups(budgets: Iterable[Budget]) -> tuple[AlertGroup | GeneratedAlertGroup, ...]:

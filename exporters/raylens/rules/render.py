@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from raylens.config import AlertsConfig
+from raylens.promql import with_cluster
 from raylens.rules.model import Alert, AlertGroup, GeneratedAlertGroup
 
 AnyGroup = AlertGroup | GeneratedAlertGroup
@@ -22,10 +23,17 @@ def _fill(template: str, params: Mapping[str, Any]) -> str:
     return template % params
 
 
+def alert_expr(alert: Alert) -> str:
+    """The alert's expression template with ``cluster`` kept through every aggregation and match
+    (raylens.promql), so alerts from many clusters in one Prometheus stay apart and name their cluster.
+    Applied here, for every renderer, instead of in each definition."""
+    return with_cluster(alert.expr)
+
+
 def render_alert(alert: Alert, params: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "alert": alert.name,
-        "expr": _fill(alert.expr, params),
+        "expr": _fill(alert_expr(alert), params),
         "for": _fill(alert.for_, params),
         "labels": {
             "severity": alert.severity,
@@ -107,7 +115,7 @@ def _jsonnet_alert(
     return (
         "{\n"
         f"            alert: {json.dumps(alert.name)},\n"
-        f"            expr: {_jsonnet_string(alert.expr, params)},\n"
+        f"            expr: {_jsonnet_string(alert_expr(alert), params)},\n"
         f"            'for': {_jsonnet_string(alert.for_, params)},\n"
         f"            labels: {{ {labels} }}{labels_extension},\n"
         "            annotations: {\n"

@@ -22,6 +22,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ray_address=args.ray_address or os.environ.get("RAY_ADDRESS") or None,
         demo=args.demo,
         demo_duration_seconds=args.demo_duration,
+        remediate=args.remediate,
         demo_cycle_seconds=args.demo_cycle,
     )
     try:
@@ -34,6 +35,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for name, url in urls.items():
         say_now(f"  {name:<11} {url}")
     say_now(f"  {'logs':<11} {options.state_dir / 'logs'}")
+    say_now(f"  {'incidents':<11} raylens incidents list --db {options.state_dir / 'incidents.sqlite'}")
     say_now("Try: curl -s '" + urls["prometheus"] + "/api/v1/query?query=instance:raylens_node_cpu_utilisation:rate5m'")
     say_now("     raylens status" + ("" if args.state_dir == default_state_dir() else f" --state-dir {args.state_dir}"))
     say_now(grafana_instructions(urls["prometheus"], urls.get("alertmanager")))
@@ -62,7 +64,7 @@ def grafana_instructions(prometheus_url: str, alertmanager_url: str | None) -> s
 def cmd_status(args: argparse.Namespace) -> int:
     from raylens.stack.status import print_status
 
-    return print_status(args.state_dir)
+    return print_status(args.state_dir, as_json=args.json)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -105,10 +107,18 @@ def add_stack_commands(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_CYCLE_SECONDS,
         help="seconds between resubmissions of the demo's Data, Train, spill and failing jobs (default: %(default)s)",
     )
+    up.add_argument(
+        "--remediate",
+        action="store_true",
+        help="let `raylens remediate` act on alerts (default: it records dry runs only)",
+    )
     up.set_defaults(handler=cmd_up)
 
     status = commands.add_parser("status", help="is it working? components, targets, alerts, spend, budgets")
     status.add_argument("--state-dir", type=Path, default=default_state_dir())
+    status.add_argument(
+        "--json", action="store_true", help="one JSON object for external checkers; exit 1 unless healthy"
+    )
     status.set_defaults(handler=cmd_status)
 
     down = commands.add_parser("down", help="stop what `raylens up` started, by PID")

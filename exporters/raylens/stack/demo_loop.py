@@ -186,19 +186,20 @@ def read_demo_state(state_dir: Path) -> dict | None:
 
 
 def describe_demo(state: dict, now: float | None = None) -> list[str]:
-    """Lines for `raylens status`: what the demo runs now and when it resubmits."""
+    """Lines for `raylens status`: what the demo runs now, when it resubmits, how the last cycle ended."""
     now = time.time() if now is None else now
-    serve = state.get("serve") or {}
-    next_in = max(0, int(state["next_cycle_at"] - now))
-    ended = state.get("ends_at") is not None and now >= state["ends_at"]
-    header = f"demo: cycle {state['cycle']}, " + (
-        "no more cycles (duration reached)" if ended else f"next in {next_in}s"
-    )
-    lines = [header]
-    if serve:
-        lines.append(
-            f"  {'serve':<8} {serve['status']:<10} {serve['user']}/{serve['project']}  {serve['submission_id']}"
-        )
-    for run in state.get("runs", []):
-        lines.append(f"  {run['kind']:<8} {run['status']:<10} {run['user']}/{run['project']}  {run['submission_id']}")
+    next_in = int(state["next_cycle_at"] - now)
+    if state.get("ends_at") is not None and now >= state["ends_at"]:
+        when = "no more cycles (duration reached)"
+    elif next_in >= 0:
+        when = f"next in {next_in}s"
+    else:
+        when = "next as soon as this cycle's jobs end"
+    lines = [f"cycle {state['cycle']}, {when}"]
+    runs = ([state["serve"]] if state.get("serve") else []) + state.get("runs", [])
+    for run in runs:
+        lines.append(f"{run['kind']:<8} {run['status']:<10} {run['user']}/{run['project']}  {run['submission_id']}")
+    for cycle in state.get("history", [])[-1:]:
+        outcomes = ", ".join(f"{run['kind']} {run['status'].lower()}" for run in cycle["runs"])
+        lines.append(f"last finished cycle {cycle['cycle']}: {outcomes}")
     return lines

@@ -26,6 +26,7 @@ def prepare_prometheus_dir(
     alerts_config: AlertsConfig | None = None,
     ray_targets: list[str] | None = None,
     budgets: Sequence[Budget] | None = None,
+    blackbox_address: str | None = None,
 ) -> Path:
     """Copy ``provisioning/prometheus`` and the rules into ``target_dir``; write the target files.
 
@@ -39,6 +40,8 @@ def prepare_prometheus_dir(
     config = yaml.safe_load((bundle / "provisioning" / "prometheus" / "prometheus.yml").read_text())
     if scrape_interval:
         config.setdefault("global", {}).update(scrape_interval=scrape_interval, evaluation_interval=scrape_interval)
+    if blackbox_address:
+        set_blackbox_address(config, blackbox_address)
     config_path = target_dir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -54,6 +57,9 @@ def prepare_prometheus_dir(
         ray_file.write_text(json.dumps([{"targets": ray_targets, "labels": {}}] if ray_targets else []))
     elif not ray_file.exists():
         ray_file.write_text("[]")
+    serve_file = targets / "serve.json"  # Serve routes for the blackbox exporter, from `raylens sd`
+    if not serve_file.exists():
+        serve_file.write_text("[]")
 
     for name, source in RULE_FOLDERS.items():
         destination = target_dir / "rules" / name
@@ -64,6 +70,15 @@ def prepare_prometheus_dir(
         groups = alert_groups(budgets or ())
         write_alert_files(target_dir / "rules" / "alerting", alert_files(groups, alerts_config or AlertsConfig()))
     return config_path
+
+
+def set_blackbox_address(config: dict, address: str) -> None:
+    """Point the ``serve-probe`` job at the blackbox exporter listening on ``address``."""
+    for job in config.get("scrape_configs", []):
+        if job.get("job_name") == "serve-probe":
+            for rule in job.get("relabel_configs", []):
+                if rule.get("target_label") == "__address__" and "source_labels" not in rule:
+                    rule["replacement"] = address
 
 
 def prometheus_argv(binary: str, config_path: Path, data_dir: Path, listen: str) -> list[str]:

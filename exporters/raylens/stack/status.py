@@ -7,6 +7,7 @@ Alertmanager, spend so far by project and budget use from Prometheus, and what t
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class StatusReport:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     spend_by_project: list[tuple[str, float]] = field(default_factory=list)
     budgets: list[tuple[str, float]] = field(default_factory=list)
+    cluster: dict[str, Any] | None = None
+    """The exporter's /health/cluster answer (raylens.ray.endpoints), when it runs the ray collector."""
     problems: list[str] = field(default_factory=list)
     demo: dict[str, Any] | None = None
 
@@ -73,6 +76,14 @@ def collect_status(state_dir: Path) -> StatusReport | None:
         except (requests.RequestException, ValueError, KeyError) as error:
             report.problems.append(f"Prometheus at {prometheus} did not answer: {error}")
     report.demo = read_demo_state(state_dir)
+    exporter = urls.get("exporter", "").removesuffix("/metrics")
+    if exporter:
+        try:
+            answer = requests.get(f"{exporter}/health/cluster", timeout=5)
+            if answer.status_code in (200, 503):
+                report.cluster = answer.json()
+        except (requests.RequestException, ValueError) as error:
+            report.problems.append(f"exporter at {exporter} did not answer: {error}")
     alertmanager = urls.get("alertmanager")
     if alertmanager:
         try:
@@ -122,6 +133,16 @@ def format_status(report: StatusReport, currency: str = "$") -> str:
         lines.append("  (no cost data yet)")
     for project, dollars in report.spend_by_project:
         lines.append(f"  {project:<20} {currency}{dollars:,.4f}")
+    if report.cluster is not None:
+        ray = report.cluster.get("ray", {})
+        nodes = ray.get("nodes", {})
+        lines.append(f"Cluster {report.cluster.get('cluster') or '(unnamed)'}")
+        lines.append(
+            f"  {'healthy' if report.cluster.get('healthy') else 'UNHEALTHY'}: {nodes.get('alive', 0)} nodes alive, "
+            f"{nodes.get('dead', 0)} dead; Serve: "
+            + (", ".join(f"{name} {state}" for name, state in ray.get("serve_applications", {}).items()) or "none")
+        )
+        lines += [f"  ! {problem}" for problem in report.cluster.get("problems", [])]
     lines.append("Budgets (period to date)")
     if not report.budgets:
         lines.append("  (no budgets configured)")
@@ -135,10 +156,38 @@ def format_status(report: StatusReport, currency: str = "$") -> str:
     return "\n".join(lines)
 
 
-def print_status(state_dir: Path, say: Callable[[str], None] = print) -> int:
+def status_json(report: StatusReport) -> dict[str, Any]:
+    """The report for external checkers (``raylens status --json``): stable keys, no formatting."""
+    return {
+        "healthy": report.healthy and not report.problems,
+        "components": [{"name": name, "up": up, "url": url} for name, up, url in report.components],
+        "targets": [
+            {
+                "job": target["labels"].get("job", ""),
+                "url": target.get("scrapeUrl", ""),
+                "health": target.get("health", ""),
+                "last_error": target.get("lastError", ""),
+                "cluster": target["labels"].get("cluster", ""),
+            }
+            for target in report.targets
+        ],
+        "firing_alerts": [
+            {"name": alert["labels"].get("alertname", ""), "labels": alert["labels"]} for alert in report.alerts
+        ],
+        "spend_by_project_dollars": dict(report.spend_by_project),
+        "budgets_used_ratio": dict(report.budgets),
+        "cluster": report.cluster,
+        "problems": report.problems,
+    }
+
+
+def print_status(state_dir: Path, say: Callable[[str], None] = print, as_json: bool = False) -> int:
     report = collect_status(state_dir)
     if report is None:
-        say(f"no stack recorded in {state_dir}; start one with `raylens up`")
+        if as_json:
+            say(json.dumps({"healthy": False, "problems": [f"no stack recorded in {state_dir}"]}))
+        else:
+            say(f"no stack recorded in {state_dir}; start one with `raylens up`")
         return 1
-    say(format_status(report))
+    say(json.dumps(status_json(report), indent=2, sort_keys=True) if as_json else format_status(report))
     return 0 if report.healthy and not report.problems else 1

@@ -1,8 +1,9 @@
 """``raylens up`` / ``raylens down``: the local stack on loopback, each part in its own state folder.
 
 ``up`` starts, in order, a notification sink, Alertmanager with the shipped routing, a local Ray
-head (or attaches to ``--ray-address``), the raylens exporter, and Prometheus loaded with the
-bundle's rules scraping both; on a fresh local head it submits the demo jobs. It records every PID
+head (or attaches to ``--ray-address``), the raylens exporter, Prometheus loaded with the bundle's
+rules scraping both, and ``raylens remediate`` behind Alertmanager's remediation webhook (dry runs
+unless ``--remediate``); on a fresh local head it submits the demo jobs. It records every PID
 in ``<state>/stack.json`` and stops them all on Ctrl-C or SIGTERM. ``down`` stops what that file
 names, by PID, and nothing else.
 """
@@ -31,6 +32,7 @@ from raylens.stack.demo_loop import DEFAULT_CYCLE_SECONDS, DemoLoop
 from raylens.stack.ports import free_port
 from raylens.stack.processes import ManagedProcess, StartError, is_ours, stop_pid
 from raylens.stack.prometheus import prepare_prometheus_dir, prometheus_argv
+from raylens.stack.remediate import remediation_process, webhook
 from raylens.stack.tools import bundle_root, ensure_tools
 
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ class StackOptions:
     demo: bool | None = None
     demo_duration_seconds: float = 0.0  # 0: resubmit until the stack stops
     demo_cycle_seconds: float = DEFAULT_CYCLE_SECONDS
+    # `raylens remediate` on this port; its actions only run with `--remediate` (else dry runs).
+    remediate_port: int = 9098
+    remediate: bool = False
     # Shorter Alertmanager timers so demo alerts arrive in seconds, not after 30 s/5 m.
     alertmanager_group_wait: str | None = "2s"
     alertmanager_group_interval: str | None = "10s"
@@ -107,6 +112,7 @@ class Stack:
         self.ray_dashboard_url: str | None = None
         self.ray_metrics_targets: list[str] = []
         self.exporter_config: RaylensConfig | None = None
+        self._ports: dict[str, int] = {}
         self.demo_loop: DemoLoop | None = None
 
     def _step(self, title: str, action: Callable[[], str | None]) -> None:
@@ -126,7 +132,7 @@ class Stack:
         try:
             tools: dict[str, str] = {}
             self._step("find Prometheus and Alertmanager", lambda: self._find_tools(tools))
-            ports = self._pick_ports()
+            ports = self._ports = self._pick_ports()
             self._step("start notification sink", lambda: self._start_sink(ports["sink"]))
             # Alertmanager first: Prometheus drops the first notification if it is not there yet.
             self._step(
@@ -141,6 +147,7 @@ class Stack:
                 self._step("start a local Ray head", self._start_ray_head)
             self._step("start raylens exporter", lambda: self._start_exporter(ports["exporter"]))
             self._step("start Prometheus", lambda: self._start_prometheus(tools["prometheus"], ports))
+            self._step("start remediation service", lambda: self._start_remediate(ports))
             if self._demo_enabled():
                 self._step("submit demo jobs", self._submit_demo)
             self._step("wait for the first scrapes", self._wait_first_scrape)
@@ -173,6 +180,7 @@ class Stack:
             "alertmanager": self.options.alertmanager_port,
             "exporter": self.options.exporter_port,
             "prometheus": self.options.prometheus_port,
+            "remediate": self.options.remediate_port,
         }
         taken: set[int] = set(WORKER_PORT_RANGE)
         ports = {}
@@ -198,6 +206,7 @@ class Stack:
             f"127.0.0.1:{sink_port}",
             self.options.alertmanager_group_wait,
             self.options.alertmanager_group_interval,
+            remediation=webhook(f"127.0.0.1:{self._ports['remediate']}", self.options.state_dir),
         )
         listen = f"127.0.0.1:{port}"
         argv = alertmanager_argv(binary, config, state / "data", listen)
@@ -299,6 +308,17 @@ class Stack:
         self._launch(ManagedProcess("prometheus", argv, state / "logs" / "prometheus.log", f"http://{listen}/-/ready"))
         self.urls["prometheus"] = f"http://{listen}"
         return f"{self.urls['prometheus']} (config {config})"
+
+    def _start_remediate(self, ports: dict[str, int]) -> str:
+        listen = f"127.0.0.1:{ports['remediate']}"
+        act, state, exporter = self.options.remediate, self.options.state_dir, f"127.0.0.1:{ports['exporter']}"
+        assert self.ray_dashboard_url is not None
+        process = remediation_process(
+            state, self.user_config, listen, self.urls, self.ray_dashboard_url, exporter, act, self._demo_enabled()
+        )
+        self._launch(process)
+        self.urls["remediate"] = f"http://{listen}"
+        return f"{self.urls['remediate']}/webhook, " + ("actions ON" if act else "dry run (actions with --remediate)")
 
     def _alerts_config(self) -> AlertsConfig:
         """The user's thresholds; the demo waits 30 s, not the production 5 m, before a budget alert."""

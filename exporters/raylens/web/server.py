@@ -1,4 +1,5 @@
-"""The exporter's HTTP(S) server: ``/metrics``, a landing page on ``/``, and ``/healthz``.
+"""The exporter's HTTP(S) server: ``/metrics``, a landing page on ``/``, ``/healthz``, and on a
+cluster-role exporter the JSON routes of ``raylens.ray.endpoints`` (``/sd/*``, ``/health/cluster``).
 
 ``/metrics`` is prometheus-client's own WSGI app, so gzip, OpenMetrics content negotiation and
 ``name[]`` filtering behave exactly as in every client_python exporter. TLS and basic auth come from
@@ -14,7 +15,7 @@ import html
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -90,7 +91,18 @@ def _landing_page(collectors: list[str]) -> bytes:
     ).encode()
 
 
-def make_app(registry: CollectorRegistry, web_config: WebConfig, collectors: list[str]) -> WsgiApp:
+JsonRoute = Callable[[str], tuple[int, bytes]]
+_STATUS_LINES = {200: "200 OK", 400: "400 Bad Request", 503: "503 Service Unavailable"}
+
+
+def make_app(
+    registry: CollectorRegistry,
+    web_config: WebConfig,
+    collectors: list[str],
+    json_routes: Mapping[str, JsonRoute] | None = None,
+) -> WsgiApp:
+    """``json_routes`` maps a path to a handler of the query string answering (status, JSON body)."""
+    json_routes = dict(json_routes or {})
     metrics_app = make_wsgi_app(registry)
     auth = BasicAuth(web_config.basic_auth_users) if web_config.basic_auth_users else None
     extra_headers = list(web_config.http_server_config.headers.items())
@@ -115,6 +127,13 @@ def make_app(registry: CollectorRegistry, web_config: WebConfig, collectors: lis
         if path == "/":
             respond("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return [landing]
+        if path in json_routes:
+            status, body = json_routes[path](environ.get("QUERY_STRING", ""))
+            respond(_STATUS_LINES.get(status, f"{status} Error"), [("Content-Type", "application/json")])
+            return [body]
+        if path.startswith(("/sd/", "/health/")):
+            respond("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"Not here: service discovery and cluster health are served by the cluster-role exporter\n"]
         respond("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"Not found; try /metrics\n"]
 
