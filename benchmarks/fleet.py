@@ -49,9 +49,10 @@ from fleet_model import (
     ray_agent_series,
     values,
 )
-from fleet_workloads import ray_head_series
+from fleet_workloads import ray_head_series, serve_probe_series
 
 REPO = Path(__file__).resolve().parents[1]
+CLUSTER = "ray-prod"
 WINDOW = 7200.0  # promtool's default block length; windows are aligned to it
 # The data ends at a fixed instant so that runs are comparable (2026-11-01T00:00:00Z + 30 days).
 END = 1_764_547_200.0 + 30 * 86400
@@ -71,18 +72,28 @@ class Families:
 def fleet_families(fleet: Fleet, seed: int = 14) -> Families:
     rng = random.Random(seed)
     by_name: dict[str, list[Series]] = defaultdict(list)
+    build = labels(python_version="3.11.7", version="0.1.0")
     for node in fleet.nodes:
         for source in (node_exporter_series(node, rng), ray_agent_series(node, rng)):
             for name, series in source:
                 by_name[name].append(series)
         for instance, job in ((f"{node.ip}:9965", "raylens"), (f"{node.ip}:8080", "ray")):
             by_name["up"].append(Series(labels(instance=instance, job=job), ("k", 1, 0), node.start, node.end))
+        exporter = labels(instance=f"{node.ip}:9965", job="raylens")
+        by_name["raylens_exporter_build_info"].append(Series(f"{exporter},{build}", ("k", 1, 0), node.start, node.end))
     head = fleet.nodes[0]
     for instance, job in ((f"{head.ip}:9966", "raylens"), (f"{head.ip}:44217", "ray")):
         by_name["up"].append(Series(labels(instance=instance, job=job), ("k", 1, 0), fleet.start, fleet.end))
-    for source in (cluster_series(fleet, rng), ray_head_series(fleet, rng)):
+    exporter = labels(instance=f"{head.ip}:9966", job="raylens")
+    by_name["raylens_exporter_build_info"].append(Series(f"{exporter},{build}", ("k", 1, 0), fleet.start, fleet.end))
+    for source in (cluster_series(fleet, rng), ray_head_series(fleet, rng), serve_probe_series(fleet)):
         for name, series in source:
             by_name[name].append(series)
+    # Every series carries its cluster: the exporters' cluster.name, and raylens sd's target label on
+    # Ray's and the probes' targets.
+    for group in by_name.values():
+        for series in group:
+            series.labels = f'cluster="{CLUSTER}",{series.labels}'
     return Families(dict(by_name))
 
 

@@ -112,6 +112,8 @@ def _cluster_totals(fleet: Fleet, series, session: str) -> Iterator[tuple[str, S
         yield series("raylens_ray_events_total", labels(SessionName=SESSION, cause=cause, kind=kind), ("c", rate, 1))
     yield from _recommendations(fleet, series)
     yield series("raylens_cost_unpriced_nodes", "", ("k", 0, 0))
+    yield series("raylens_cost_state_save_errors_total", "", ("c", 0, 0))
+    yield series("raylens_cost_state_set_aside_files", "", ("k", 0, 0))
     spend_rate = sum(node.type.usd_per_hour for node in fleet.nodes if node.start == fleet.start) / 3600
     for number, user in enumerate(USERS):
         project, team = PROJECTS[number % 20], TEAMS[number % 10]

@@ -119,6 +119,18 @@ def _serve(fleet: Fleet, rng: random.Random) -> Iterator[tuple[str, Series]]:
             yield "ray_serve_replica_utilization_percent", Series(f"{where},{worker},{replica}", ("g", 60, 0.3), *whole)
 
 
+def serve_probe_series(fleet: Fleet) -> Iterator[tuple[str, Series]]:
+    """The blackbox exporter probing each Serve application's route (job serve-probe, written by
+    ``raylens sd``): the uptime panels and rules read these."""
+    whole = (fleet.start, fleet.end)
+    for application in SERVE_APPLICATIONS:
+        route = f"http://{fleet.nodes[0].ip}:8000/{application}"
+        probe = labels(application=application, instance=route, job="serve-probe", route_prefix=f"/{application}")
+        yield "probe_success", Series(probe, ("k", 1, 0), *whole)
+        yield "probe_duration_seconds", Series(probe, ("g", 0.05, 0.3), *whole)
+        yield "up", Series(probe, ("k", 1, 0), *whole)
+
+
 def _data(fleet: Fleet, series) -> Iterator[tuple[str, Series]]:
     for index, dataset in enumerate(DATASETS):
         job_id = f"{index + 1:08x}"

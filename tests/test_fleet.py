@@ -83,8 +83,8 @@ def test_every_panel_and_variable_returns_data(backfilled) -> None:
     assert raw["samples"] > 500_000 and report["tsdb_bytes"] > report["raw_tsdb_bytes"]  # rules were added
 
 
-def _label_names(families: dict[str, list[set[str]]]) -> dict[str, set[frozenset[str]]]:
-    return {name: {frozenset(labels - TARGET_LABELS) for labels in sets} for name, sets in families.items()}
+def _label_names(families: dict[str, list[set[str]]], ignored: set[str]) -> dict[str, set[frozenset[str]]]:
+    return {name: {frozenset(labels - ignored) for labels in sets} for name, sets in families.items()}
 
 
 def _generated(source) -> dict[str, list[set[str]]]:
@@ -111,9 +111,11 @@ def _read_by_dashboards_and_rules() -> set[str]:
     return {name for text in texts for name in re.findall(r"(?<![:\w])(raylens_[a-zA-Z0-9_]+)", text)}
 
 
-def _compare(generated: dict, live: dict, collector_prefixes: tuple[str, ...]) -> list[str]:
+def _compare(
+    generated: dict, live: dict, collector_prefixes: tuple[str, ...], ignored: set[str] = TARGET_LABELS
+) -> list[str]:
     problems = []
-    generated_names, live_names = _label_names(generated), _label_names(live)
+    generated_names, live_names = _label_names(generated, ignored), _label_names(live, ignored)
     for name, label_sets in sorted(generated_names.items()):
         if name not in live_names:
             problems.append(f"{name}: generated, not exported")
@@ -132,15 +134,23 @@ def test_generated_node_matches_a_live_scrape(tmp_path: Path, monkeypatch: pytes
     live: dict[str, list[set[str]]] = defaultdict(list)
     with contextlib.ExitStack() as stack:
         exporters = []
+        # Named like the fleet's cluster: the exporter then labels every series with it.
+        config = tmp_path / "raylens.yaml"
+        config.write_text(yaml.safe_dump({"cluster": {"name": fleet.CLUSTER}}))
         for fixture in ("h100-sxm-80gb.json", "h100-sxm-80gb-xid-burst.json"):
             monkeypatch.setenv("RAYLENS_FAKE_NVML", str(REPO / "tests/fixtures/nvml" / fixture))
-            exporters.append(stack.enter_context(running_exporter(tmp_path, "--collectors=node,gpu")))
+            args = ("--collectors=node,gpu", f"--config.file={config}")
+            exporters.append(stack.enter_context(running_exporter(tmp_path, *args)))
         for exporter in exporters:
             for name, label_sets in _scraped(exporter.scrape()).items():
                 live[name] += label_sets
     gpu_type = next(node_type for node_type in fleet_model.NODE_TYPES if node_type.gpus)
     node = fleet_model.Node(slot=3, incarnation=0, type=gpu_type, market="spot", start=0, end=1)
-    generated = _generated(fleet_model.node_exporter_series(node, random.Random(1)))
+    # The fleet adds the cluster label to every series it collects (fleet.fleet_families).
+    generated = _generated(
+        (name, replace(series, labels=f'cluster="{fleet.CLUSTER}",{series.labels}'))
+        for name, series in fleet_model.node_exporter_series(node, random.Random(1))
+    )
     # Generated per GPU and per CPU like the live scrape: same families, same label names.
     problems = _compare(generated, live, ("raylens_node_", "raylens_gpu_"))
     assert not problems, "\n".join(problems)
@@ -211,5 +221,7 @@ def test_generated_cluster_series_match_the_collectors(tmp_path: Path) -> None:
     not_compared = ("raylens_ray_node_removals_total", "raylens_ray_task_failures_total", "raylens_ray_events_total")
     for name in [*not_compared, "raylens_recommendation_savings_dollars_per_hour", "raylens_recommendation_info"]:
         generated.pop(name, None)
-    problems = _compare(generated, live, ("raylens_ray_", "raylens_cost_", "raylens_budget_", "raylens_quota_"))
+    # Built without the exporter's cluster wrapper, so `cluster` is left out like a target label.
+    prefixes = ("raylens_ray_", "raylens_cost_", "raylens_budget_", "raylens_quota_")
+    problems = _compare(generated, live, prefixes, ignored=TARGET_LABELS | {"cluster"})
     assert not problems, "\n".join(problems)
