@@ -60,7 +60,8 @@ dashboard = Board(
                 stat(
                     "Spend in range",
                     "How much did the selected projects and users cost over the time range?",
-                    Query(f"sum(increase({ALLOCATION}{{{WHO}}}[$__range]))"),
+                    # Instant: a range query would re-read the whole range at every step.
+                    Query(f"sum(increase({ALLOCATION}{{{WHO}}}[$__range]))", instant=True),
                     DOLLARS,
                     decimals=2,
                     width=SIXTH,
@@ -79,7 +80,8 @@ dashboard = Board(
                     "Is spend up or down against the same length of time just before?",
                     Query(
                         f"sum(increase({ALLOCATION}{{{WHO}}}[$__range]))"
-                        f" / sum(increase({ALLOCATION}{{{WHO}}}[$__range] offset $__range)) - 1"
+                        f" / sum(increase({ALLOCATION}{{{WHO}}}[$__range] offset $__range)) - 1",
+                        instant=True,
                     ),
                     RATIO,
                     decimals=1,
@@ -106,7 +108,9 @@ dashboard = Board(
                 stat(
                     "Jobs with spend in range",
                     "How many Ray jobs of the selection cost anything in this range?",
-                    Query(f'count(sum by (job_id) (increase({JOB}{{{WHO},job_id=~"$job"}}[$__range])) > 0)'),
+                    Query(
+                        f'count(sum by (job_id) (increase({JOB}{{{WHO},job_id=~"$job"}}[$__range])) > 0)', instant=True
+                    ),
                     COUNT,
                     width=SIXTH,
                 ),
@@ -179,21 +183,21 @@ dashboard = Board(
                 pie(
                     "Spend by instance type",
                     "Which machine types cost the most (whole cluster)?",
-                    Query(spent(NODE, "instance_type", ""), "{{instance_type}}"),
+                    Query(spent(NODE, "instance_type", ""), "{{instance_type}}", instant=True),
                     DOLLARS,
                     decimals=2,
                 ),
                 pie(
                     "Spend by market",
                     "How much goes to on-demand versus spot capacity (whole cluster)?",
-                    Query(spent(NODE, "market", ""), "{{market}}"),
+                    Query(spent(NODE, "market", ""), "{{market}}", instant=True),
                     DOLLARS,
                     decimals=2,
                 ),
                 pie(
                     "Spend by kind",
                     "How much of the selection's spend is compute, storage (volumes, spill) and network egress?",
-                    Query(spent(ALLOCATION, "cost_kind"), "{{cost_kind}}"),
+                    Query(spent(ALLOCATION, "cost_kind"), "{{cost_kind}}", instant=True),
                     DOLLARS,
                     decimals=2,
                 ),

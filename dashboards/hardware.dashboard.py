@@ -176,15 +176,13 @@ dashboard = Board(
                 timeseries(
                     "Network errors and drops",
                     "Is any interface dropping or corrupting packets?",
+                    # Summed per node before adding: matching four rates per device was 4 s at 1,000 nodes.
                     Query(
-                        "sum by (instance) (rate(raylens_node_network_receive_errs_total"
-                        f"{{{OUR_NODE}}}[$__rate_interval])"
-                        " + rate(raylens_node_network_transmit_errs_total"
-                        f"{{{OUR_NODE}}}[$__rate_interval])"
-                        " + rate(raylens_node_network_receive_drop_total"
-                        f"{{{OUR_NODE}}}[$__rate_interval])"
-                        " + rate(raylens_node_network_transmit_drop_total"
-                        f"{{{OUR_NODE}}}[$__rate_interval]))",
+                        " + ".join(
+                            f"sum by (instance) (rate(raylens_node_network_{counter}_total"
+                            f"{{{OUR_NODE}}}[$__rate_interval]))"
+                            for counter in ("receive_errs", "transmit_errs", "receive_drop", "transmit_drop")
+                        ),
                         "{{instance}}",
                     ),
                     "pps",
@@ -241,11 +239,8 @@ dashboard = Board(
                 timeseries(
                     "GPU memory used",
                     "How full is each GPU's memory (an out-of-memory error is near at 100%)?",
-                    Query(
-                        f"sum by (instance, gpu) (raylens_gpu_memory_used_bytes{GPU})"
-                        f" / sum by (instance, gpu) (raylens_gpu_memory_total_bytes{GPU})",
-                        GPU_LEGEND,
-                    ),
+                    # The recording rule (MIG instances summed per GPU, as here) instead of two aggregations.
+                    Query(f"instance_gpu:raylens_gpu_memory_used:ratio{GPU}", GPU_LEGEND),
                     RATIO,
                     minimum=0,
                     maximum=1,
@@ -275,7 +270,8 @@ dashboard = Board(
                     "GPU throttling",
                     "Why are GPU clocks held back (power cap, thermal, idle)?",
                     Query(
-                        f"sum by (instance, gpu, reason) (raylens_gpu_clocks_event_reason{GPU}) > 0",
+                        # Filtered before summing (values are 0 or 1): most of the GPU x reason series are 0.
+                        f"sum by (instance, gpu, reason) (raylens_gpu_clocks_event_reason{GPU} > 0)",
                         "{{instance}} GPU {{gpu}} {{reason}}",
                     ),
                     COUNT,

@@ -17,6 +17,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v prometheus-node-exporter >/dev/null || need_packages+=(prometheus-node-exporter)
   # tests/test_dashboards.py validates docker-compose.yml offline with `docker-compose config -q`.
   command -v docker-compose >/dev/null || need_packages+=(docker-compose)
+  # tests/test_victoriametrics.py: Prometheus remote-writes to it (the scale-out path).
+  command -v victoria-metrics >/dev/null || need_packages+=(victoria-metrics)
   # tests/test_kubernetes.py renders deploy/kubernetes/ with `kubectl kustomize` (offline, no cluster).
   command -v kubectl >/dev/null || need_packages+=(kubernetes-client)
 fi

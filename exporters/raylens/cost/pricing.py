@@ -21,7 +21,7 @@ import fnmatch
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from raylens.config import CostConfig, NodeMatch
@@ -75,7 +75,9 @@ class NodePrice:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Shallow on purpose: every field is a plain value, and dataclasses.asdict's deep copy was a
+        # tenth of the accounting step on 10,000 nodes (the explain log writes one per node).
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["notes"] = list(self.notes)
         return data
 

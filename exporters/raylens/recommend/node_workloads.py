@@ -17,7 +17,8 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from raylens.cost.engine import CPU_NOW, GPU_NOW, HELD_NOW, Report
+from raylens.cost.holdings import CPU_NOW, GPU_NOW, HELD_NOW
+from raylens.cost.rates import Report
 
 
 def node_workload_metrics(report: Report | None) -> Iterator[Metric]:

@@ -1,0 +1,101 @@
+"""A node's cost over a window, apportioned to the jobs holding its resources (OpenCost's model,
+adapted to Ray): a job's share of a component (CPU, GPU, memory) is what it holds over the node's
+capacity; storage and egress on the node follow its compute cost; idle is what nobody held."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from raylens.cost.holdings import CPU_S, FIRST, GPU_S, LAST, MEMORY_S, JobKey, Record, effective_holdings
+from raylens.cost.model import NodeSpan
+
+COMPUTE, STORAGE, NETWORK = 0, 1, 2
+KIND_NAMES = ("compute", "storage", "network")
+
+
+@dataclass
+class Apportioned:
+    """Costs over one set of node windows: per node and per job key, by cost kind, and idle."""
+
+    node: dict[str, list[float]] = field(default_factory=dict)
+    job: dict[JobKey, list[float]] = field(default_factory=dict)
+    idle: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    # node -> effective_holdings' table, when asked for the holdings at the end (for rates and quotas)
+    alive: dict[str, dict[JobKey, list[float]]] = field(default_factory=dict)
+
+
+def apportion(
+    windows: Mapping[str, tuple[float, float]],
+    nodes: Mapping[str, NodeSpan],
+    rates: Mapping[str, tuple[float, float, float]],
+    records: Mapping[str, list[Record]],
+    network: Mapping[str, float],
+    storage_rate: Callable[[NodeSpan], float],
+    record_explain: Callable[..., None] | None,
+    rate_time: float | None,
+) -> Apportioned:
+    """Each node's cost over its window, and each job key's share of it; the rest is idle. With
+    ``rate_time`` also what each node's jobs hold at that instant (``Apportioned.alive``)."""
+    result = Apportioned()
+    job_costs = result.job
+    idle = result.idle
+    for node_id, (begin, finish) in windows.items():
+        duration = finish - begin
+        node = nodes[node_id]
+        cpu_rate, gpu_rate, memory_rate = rates[node_id]
+        compute = (cpu_rate + gpu_rate + memory_rate) * duration
+        storage = storage_rate(node) * duration
+        sent = network.get(node_id, 0.0)
+        result.node[node_id] = [compute, storage, sent]
+        node_records = records.get(node_id)
+        if not node_records:
+            if rate_time is not None:
+                result.alive[node_id] = {}
+            idle[0] += compute
+            idle[1] += storage
+            idle[2] += sent
+            continue
+        capacity = node.capacity
+        table = effective_holdings(node_records, begin, finish, capacity, rate_time)
+        if rate_time is not None:
+            result.alive[node_id] = table
+        cpu_price = cpu_rate / capacity.cpu if capacity.cpu > 0 else 0.0
+        gpu_price = gpu_rate / capacity.gpu if capacity.gpu > 0 else 0.0
+        memory_price = memory_rate / capacity.memory_bytes if capacity.memory_bytes > 0 else 0.0
+        # Storage and egress on the node follow its compute cost.
+        storage_per_dollar = storage / compute if compute > 0 else 0.0
+        sent_per_dollar = sent / compute if compute > 0 else 0.0
+        attributed = 0.0
+        cpu_capacity, gpu_capacity, memory_capacity = capacity.cpu, capacity.gpu, capacity.memory_bytes
+        for key, entry in table.items():
+            cpu, gpu, memory = entry[CPU_S], entry[GPU_S], entry[MEMORY_S]
+            cost = cpu * cpu_price + gpu * gpu_price + memory * memory_price
+            attributed += cost
+            costs = job_costs.get(key)
+            if costs is None:
+                job_costs[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
+            else:
+                costs[0] += cost
+                costs[1] += cost * storage_per_dollar
+                costs[2] += cost * sent_per_dollar
+            if record_explain is not None:
+                low, high = entry[FIRST], entry[LAST]
+                span = high - low
+                if span > 0:
+                    record_explain(
+                        key,
+                        node_id,
+                        low,
+                        high,
+                        cpu / (cpu_capacity * span) if cpu_capacity > 0 else 0.0,
+                        gpu / (gpu_capacity * span) if gpu_capacity > 0 else 0.0,
+                        memory / (memory_capacity * span) if memory_capacity > 0 else 0.0,
+                        cost * (1.0 + storage_per_dollar + sent_per_dollar),
+                    )
+        unheld = 1.0 - attributed / compute if compute > 0 else 1.0
+        # Rounding can leave -1e-18; idle is never negative by construction.
+        idle[0] += max(compute - attributed, 0.0)
+        idle[1] += max(storage * unheld, 0.0)
+        idle[2] += max(sent * unheld, 0.0)
+    return result
