@@ -134,4 +134,7 @@ def test_jobs_with_metadata_get_cost_prometheus_can_sum_by_project(tmp_path: Pat
             attributed = scalar(prometheus.query("sum(raylens_cost_allocation_dollars_total)"))
             assert attributed == pytest.approx(total, rel=1e-6)
             assert total > 0
-            assert exporter.scrape().count("raylens_cost_unpriced_nodes 0.0") == 1
+            unpriced = [
+                line for line in exporter.scrape().splitlines() if line.startswith("raylens_cost_unpriced_nodes")
+            ]
+            assert len(unpriced) == 1 and unpriced[0].endswith(" 0.0"), unpriced

@@ -1,4 +1,4 @@
-"""Prints a token from a task on a chosen node and from the driver; exits with --exit-code."""
+"""Prints a token from a task and an actor on a chosen node and from the driver; exits with --exit-code."""
 
 import argparse
 import sys
@@ -28,7 +28,7 @@ class Speaker:
 
 
 node_id = ray.get(say.options(**options).remote(args.token))
-speaker = Speaker.remote()
+speaker = Speaker.options(**options).remote()  # on the chosen node too: the head must hold no worker line
 ray.get(speaker.speak.remote(args.token))
 print(f"driver says {args.token} (task ran on {node_id})", flush=True)
 sys.exit(args.exit_code)
