@@ -145,11 +145,17 @@ def serve_from_state(state: Mapping[str, Any]) -> ServeSnapshot:
     return ServeSnapshot(_frozen(applications))
 
 
+# Serve's statuses are asked at most this often (snapshots arrive about once a second).
+SERVE_CHECK_SECONDS = 10.0
+
+
 class EventRecorder:
     """Feed it every new snapshot (``observe``); read ``counts()`` for ``raylens_ray_events_total``.
 
     Never raises: a failure to write is logged and retried with the next snapshot (the events are
-    derived again then, since the saved state did not move on).
+    derived again then, since the saved state did not move on). ``counts()`` never waits: the Serve
+    status is asked outside the lock (at most every ``SERVE_CHECK_SECONDS``), and the counts a
+    scrape reads are an immutable copy published after each observation.
     """
 
     def __init__(
@@ -172,6 +178,8 @@ class EventRecorder:
         self._last_taken_at: float | None = None
         self._saved_text = ""
         self._next_prune = 0.0
+        self._serve_checked_at = float("-inf")
+        self._published: dict[tuple[str, str, str], float] = {}
         self.write_errors = 0
         self.disabled_reason = self._claim()
         if not self.disabled_reason:
@@ -231,11 +239,12 @@ class EventRecorder:
 
     def observe(self, snapshot: ClusterSnapshot) -> list[Event]:
         """Derive, write and count the events since the previous snapshot; returns the new ones."""
+        if self.disabled_reason or snapshot.taken_at == self._last_taken_at:
+            return []  # disabled, or a snapshot seen already
+        serve = self._fetch_serve(snapshot)  # network, outside the lock
         with self._lock:
-            if self.disabled_reason or snapshot.taken_at == self._last_taken_at:
-                return []  # disabled, or a cached snapshot seen again
             try:
-                return self._observe(snapshot)
+                return self._observe(snapshot, serve)
             except Exception as error:  # never break a scrape over events
                 self.write_errors += 1
                 log.warning(
@@ -243,15 +252,24 @@ class EventRecorder:
                 )
                 return []
 
-    def _observe(self, snapshot: ClusterSnapshot) -> list[Event]:
+    def _fetch_serve(self, snapshot: ClusterSnapshot) -> ServeSnapshot | None:
+        """Serve's statuses when due (snapshots come about once a second), else ``None``."""
+        now = self._clock()
+        if not (self._config.serve and snapshot.dashboard_url) or now - self._serve_checked_at < SERVE_CHECK_SECONDS:
+            return None
+        self._serve_checked_at = now
+        try:
+            return self._serve_fetcher(snapshot.dashboard_url, self._config.serve_timeout_seconds)
+        except ServeStatusUnavailable as error:
+            log.debug("serve status unavailable", extra={"error": str(error)})
+            return None
+
+    def _observe(self, snapshot: ClusterSnapshot, fetched: ServeSnapshot | None) -> list[Event]:
         events = derive_events(self._previous, snapshot)
         serve = self._serve
-        if self._config.serve and snapshot.dashboard_url:
-            try:
-                serve = self._serve_fetcher(snapshot.dashboard_url, self._config.serve_timeout_seconds)
-                events += derive_serve_events(self._serve, serve, snapshot.session_name, snapshot.taken_at)
-            except ServeStatusUnavailable as error:
-                log.debug("serve status unavailable", extra={"error": str(error)})
+        if fetched is not None:
+            events += derive_serve_events(self._serve, fetched, snapshot.session_name, snapshot.taken_at)
+            serve = fetched
         fresh = [event for event in events if event.id not in self._emitted]
         append_lines(self.path, [event_line(event, snapshot.taken_at) for event in fresh])
         for event in fresh:
@@ -265,9 +283,19 @@ class EventRecorder:
         self._previous = _carry_forward(self._previous, snapshot)
         self._serve = serve
         self._last_taken_at = snapshot.taken_at
+        self._publish()
         self._save()
         self._prune()
         return fresh
+
+    def _publish(self) -> None:
+        zeros = {
+            (session, kind, cause): 0.0
+            for session in self._sessions
+            for kind, causes in KNOWN_CAUSES.items()
+            for cause in causes
+        }
+        self._published = zeros | dict(self._counts)
 
     def _prune(self) -> None:
         now = self._clock()
@@ -287,15 +315,8 @@ class EventRecorder:
 
     def counts(self) -> dict[tuple[str, str, str], float]:
         """Events counted per (session, kind, cause); every known cause of the current session
-        starts at 0, so a first event is an increase PromQL sees."""
-        with self._lock:
-            zeros = {
-                (session, kind, cause): 0.0
-                for session in self._sessions
-                for kind, causes in KNOWN_CAUSES.items()
-                for cause in causes
-            }
-            return zeros | dict(self._counts)
+        starts at 0, so a first event is an increase PromQL sees. Never waits on ``observe``."""
+        return self._published
 
 
 def _recent_ids(path: Path, tail_bytes: int = TAIL_BYTES_READ_AT_START) -> list[str]:
