@@ -500,3 +500,25 @@ def test_samples_exactly_on_the_boundary_are_counted_once(tmp_path: Path) -> Non
     close(figures["2026-05-31"], 48.0, "31 May")
     close(figures["2026-06-01"], 120.0, "1 June")
     close(figures["2026-05-31"] + figures["2026-06-01"], figures["2026-05-31..2026-06-01"], "both days")
+
+
+def test_two_clusters_in_one_prometheus_are_rows_of_their_own(tmp_path: Path) -> None:
+    """Every series carries `cluster` (the exporter adds it): `--by cluster` splits spend per cluster,
+    and `--cluster` keeps one, each figure the integral of that cluster's own spend."""
+    from report_scenario import _allocation, always
+
+    def cluster(name: str, rate: float) -> Scenario:
+        series = [_allocation("vision", "alice", "ml", "train", "compute", always(rate))]
+        return Scenario(series, START, END, target={"job": "raylens", "instance": f"{name}:9965", "cluster": name})
+
+    east, west = cluster("east", 2.0), cluster("west", 0.5)
+    with prometheus_with_history(tmp_path, [east, west]) as running:
+        split = report(running, "2026-06-01..2026-06-03", "cluster")
+        only_west = report(running, "2026-06-01..2026-06-03", "project", cluster="west")
+    begin, finish = split.interval.start, split.interval.end
+    rows = {row.name: row.dollars for row in split.rows}
+    assert set(rows) == {"east", "west", "__idle__"} and rows["__idle__"] == 0, rows  # idle is always a row
+    close(rows["east"], east.truth(begin, finish, metric=ALLOCATION), "east")
+    close(rows["west"], west.truth(begin, finish, metric=ALLOCATION), "west")
+    close(split.total.dollars, rows["east"] + rows["west"], "total")
+    close(only_west.total.dollars, rows["west"], "--cluster west")

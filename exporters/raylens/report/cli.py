@@ -18,7 +18,7 @@ from raylens.prometheus_flags import add_prometheus_flags, load_with_prometheus_
 from raylens.report.periods import PeriodError
 from raylens.report.queries import DIMENSIONS, UsageError
 
-FILTERS = ("cloud", "project", "team", "user", "job", "workload", "instance_type", "market", "cost_kind")
+FILTERS = ("cluster", "cloud", "project", "team", "user", "job", "workload", "instance_type", "market", "cost_kind")
 EXIT_PROMETHEUS, EXIT_USAGE, EXIT_CHECK = 1, 2, 3
 
 

@@ -19,10 +19,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-DIMENSIONS = ("org", "cloud", "project", "team", "user", "job", "workload", "instance_type", "market", "cost_kind")
+DIMENSIONS = (
+    "org",
+    "cluster",
+    "cloud",
+    "project",
+    "team",
+    "user",
+    "job",
+    "workload",
+    "instance_type",
+    "market",
+    "cost_kind",
+)
 # The label each dimension groups by (org groups by nothing: everything together).
 DIMENSION_LABELS: Mapping[str, tuple[str, ...]] = {
     "org": (),
+    # Every series carries `cluster` (the exporter adds it), so every family can split by it.
+    "cluster": ("cluster",),
     "cloud": ("cloud",),
     "project": ("project",),
     "team": ("team",),
@@ -34,6 +48,7 @@ DIMENSION_LABELS: Mapping[str, tuple[str, ...]] = {
     "cost_kind": ("cost_kind",),
 }
 FILTER_LABELS: Mapping[str, str] = {
+    "cluster": "cluster",
     "cloud": "cloud",
     "project": "project",
     "team": "team",
@@ -66,14 +81,16 @@ class Family:
 ALLOCATION = Family(
     "allocation",
     "raylens_cost_allocation_dollars_total",
-    frozenset({"org", "project", "team", "user", "workload", "cost_kind"}),
+    frozenset({"org", "cluster", "project", "team", "user", "workload", "cost_kind"}),
     True,
 )
-JOB = Family("job", "raylens_cost_job_dollars_total", frozenset({"org", "project", "team", "user", "job"}), True)
+JOB = Family(
+    "job", "raylens_cost_job_dollars_total", frozenset({"org", "cluster", "project", "team", "user", "job"}), True
+)
 NODE = Family(
     "node",
     "raylens_cost_node_dollars_total",
-    frozenset({"org", "cloud", "instance_type", "market", "cost_kind"}),
+    frozenset({"org", "cluster", "cloud", "instance_type", "market", "cost_kind"}),
     False,
 )
 FAMILIES = (ALLOCATION, JOB, NODE)

@@ -28,6 +28,7 @@ DIMENSION_TITLES = {
     "job": "Job",
     "workload": "Workload",
     "instance_type": "Instance type",
+    "cluster": "Cluster",
     "market": "Market",
     "cost_kind": "Cost kind",
 }
