@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -106,6 +106,7 @@ class RayCollector(Collector):
         self._source = source
         self._clock = clock
         self._lifecycle = LifecycleCounters()
+        self._tallies: dict[str, tuple[tuple, Any]] = {}
         # Counted once per new snapshot, on the refresher's side: a scrape only reads the counts.
         source.subscribe("lifecycle", self._lifecycle.observe)
         # Workspace events (raylens.ray.event_log): derived, written and counted the same way.
@@ -379,49 +380,74 @@ class RayCollector(Collector):
         yield from (info, status, started, ended, duration)
 
     def _actors(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        tally = self._tally(
+            "actors",
+            snapshot.actors,
+            lambda: Counter((actor.class_name, actor.state, actor.job_id) for actor in snapshot.actors),
+        )
         yield from self._workload_counts(
-            snapshot,
-            [(actor.class_name, actor.state, actor.job_id) for actor in snapshot.actors],
-            kind="actors",
-            name_label="class_name",
-            what="Actors Ray knows (alive and dead)",
+            snapshot, tally, kind="actors", name_label="class_name", what="Actors Ray knows (alive and dead)"
         )
 
     def _tasks(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
+        tally = self._tally(
+            "tasks",
+            snapshot.tasks,
+            lambda: Counter((task.name or task.func_or_class_name, task.state, task.job_id) for task in snapshot.tasks),
+        )
         yield from self._workload_counts(
             snapshot,
-            [(task.name or task.func_or_class_name, task.state, task.job_id) for task in snapshot.tasks],
+            tally,
             kind="tasks",
             name_label="name",
             what="Task attempts in Ray's task history (bounded; see raylens_ray_state_truncated_rows)",
         )
 
+    def _tally(self, purpose: str, rows: tuple, count: Callable[[], Any]) -> Any:
+        """``count()`` once per answer: a snapshot reuses the very tuple of an answer that did not
+        change, so the 10,000 rows of a task listing are tallied once when they arrive, not on every
+        scrape (a scrape only serialises the tallies). Holding ``rows`` keeps the check exact."""
+        cached = self._tallies.get(purpose)
+        if cached is not None and cached[0] is rows:
+            return cached[1]
+        result = count()
+        self._tallies[purpose] = (rows, result)
+        return result
+
     def _workload_counts(
         self,
         snapshot: ClusterSnapshot,
-        rows: list[tuple[str, str, str]],
+        tally: Counter[tuple[str, str, str]],
         kind: str,
         name_label: str,
         what: str,
     ) -> Iterator[Metric]:
         session = snapshot.session_name
-        keep = _top_names((name for name, _, _ in rows), self._config.top_names)
+        names: Counter[str] = Counter()
+        for (name, _, _), count in tally.items():
+            names[name] += count
+        keep = _top_names(names, self._config.top_names)
         by_name = GaugeMetricFamily(
             f"raylens_ray_{kind}",
             f"{what}, by {name_label} (top {self._config.top_names}, the rest as `other`) and state.",
             labels=["SessionName", name_label, "state"],
         )
-        for (name, state), count in sorted(Counter((n if n in keep else OTHER, s) for n, s, _ in rows).items()):
+        folded: Counter[tuple[str, str]] = Counter()
+        per_job: Counter[tuple[str, str]] = Counter()
+        hidden = self._hidden_job_ids(snapshot)
+        for (name, state, job_id), count in tally.items():
+            folded[(name if name in keep else OTHER, state)] += count
+            if job_id not in hidden:
+                per_job[(job_id, state)] += count
+        for (name, state), count in sorted(folded.items()):
             by_name.add_metric([session, name, state], count)
         yield by_name
 
-        hidden = self._hidden_job_ids(snapshot)
         by_job = GaugeMetricFamily(
             f"raylens_ray_job_{kind}",
             f"{what}, by job and state.",
             labels=["SessionName", "job_id", "state"],
         )
-        per_job = Counter((job_id, state) for _, state, job_id in rows if job_id not in hidden)
         for (job_id, state), count in sorted(per_job.items()):
             by_job.add_metric([session, job_id, state], count)
         yield by_job
@@ -430,10 +456,8 @@ class RayCollector(Collector):
         """Resources each job holds now: running normal tasks plus alive actors (actor tasks run
         inside their actor's allocation, so they are not added again)."""
         held: dict[tuple[str, str], float] = defaultdict(float)
-        for task in snapshot.tasks:
-            if task.state == "RUNNING" and task.type == "NORMAL_TASK":
-                for resource, amount in task.required_resources.items():
-                    held[(task.job_id, resource)] += amount
+        for (job_id, resource), amount in self._tally("held", snapshot.tasks, lambda: _held_by_tasks(snapshot)).items():
+            held[(job_id, resource)] += amount
         for actor in snapshot.actors:
             if actor.state == "ALIVE":
                 for resource, amount in actor.required_resources.items():
@@ -490,7 +514,15 @@ def _job_labels(session: str, job: JobSnapshot) -> list[str]:
     return [session, job.job_id or "", job.submission_id or ""]
 
 
-def _top_names(names: Iterable[str], limit: int) -> set[str]:
-    counts = Counter(names)
+def _top_names(counts: Counter[str], limit: int) -> set[str]:
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     return {name for name, _ in ranked[:limit]}
+
+
+def _held_by_tasks(snapshot: ClusterSnapshot) -> dict[tuple[str, str], float]:
+    held: dict[tuple[str, str], float] = defaultdict(float)
+    for task in snapshot.tasks:
+        if task.state == "RUNNING" and task.type == "NORMAL_TASK":
+            for resource, amount in task.required_resources.items():
+                held[(task.job_id, resource)] += amount
+    return held
