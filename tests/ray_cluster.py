@@ -24,6 +24,13 @@ from raylens.stack.ray_head import (  # noqa: F401 - re-exported for the tests
     short_temp_dir,
 )
 
+# Exporters under test read every Ray source each second (the defaults are 5 to 60 s), so what a test
+# does to Ray shows in a scrape within seconds and cost moves in small steps.
+FAST_RAY_SOURCES = {
+    source: {"interval_seconds": 1.0}
+    for source in ("version", "nodes", "node_details", "resource_usage", "jobs", "actors", "tasks")
+}
+
 
 def start_worker_node(
     head: RayHead, temp_dir: Path, log_dir: Path, labels: dict[str, str], num_cpus: int = 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from ray.job_submission import JobStatus, JobSubmissionClient
-from ray_cluster import running_ray_head
+from ray_cluster import FAST_RAY_SOURCES, running_ray_head
 
 from services import running_exporter, running_prometheus
 
@@ -46,7 +46,7 @@ def test_jobs_with_metadata_get_cost_prometheus_can_sum_by_project(tmp_path: Pat
         config.write_text(
             json.dumps(
                 {
-                    "ray": {"address": head.dashboard_url, "cache_seconds": 1, "timeout_seconds": 10},
+                    "ray": {"address": head.dashboard_url, "timeout_seconds": 10, "sources": FAST_RAY_SOURCES},
                     "cost": {
                         "state_dir": str(tmp_path / "cost-state"),
                         "default_region": "us-east-1",

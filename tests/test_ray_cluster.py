@@ -21,7 +21,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from ray.job_submission import JobStatus, JobSubmissionClient
-from ray_cluster import RayHead, running_ray_head
+from ray_cluster import FAST_RAY_SOURCES, RayHead, running_ray_head
 from test_ray_collector import promtool_problems, value, values
 
 from raylens.collectors.base import ScrapeHealthCollector
@@ -279,7 +279,7 @@ def test_sd_lists_every_ray_metrics_endpoint(head: RayHead, tmp_path: Path) -> N
 
 def test_prometheus_joins_our_series_with_rays_by_node(head: RayHead, tmp_path: Path) -> None:
     config = tmp_path / "raylens.yaml"
-    config.write_text(json.dumps({"ray": {"address": head.dashboard_url, "cache_seconds": 1}}))
+    config.write_text(json.dumps({"ray": {"address": head.dashboard_url, "sources": FAST_RAY_SOURCES}}))
     with (
         running_exporter(tmp_path, "--collectors=node,ray", f"--config.file={config}") as exporter,
         running_prometheus(tmp_path, [exporter.address]) as prometheus,

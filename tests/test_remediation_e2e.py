@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from ray_cluster import RayHead, running_ray_head
+from ray_cluster import FAST_RAY_SOURCES, RayHead, running_ray_head
 from remediation_service import RunningRemediation, alert, notification, running_remediation, write_config
 
 from raylens.config import AlertsConfig
@@ -129,7 +129,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yaml.safe_dump(
                 {
                     "exporter": {"collectors": ["ray", "cost"]},
-                    "ray": {"address": head.dashboard_url, "cache_seconds": 0.5, "timeout_seconds": 10},
+                    "ray": {"address": head.dashboard_url, "timeout_seconds": 10, "sources": FAST_RAY_SOURCES},
                     "cost": {
                         "pricing_files": [str(pricing)],
                         "budgets_file": str(budgets),
