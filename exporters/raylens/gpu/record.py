@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from raylens.collectors.gpu import ERROR_NAMES, decode_nvml_string, describe_error
 from raylens.gpu.attribution import ProcessReader, procfs_reader
+from raylens.gpu.device import decode_nvml_string, describe_error
+from raylens.gpu.nvml_codes import ERROR_NAMES
 
 # (symbol, enum arguments) for calls whose answer is a plain value or a list.
 _SIMPLE_CALLS: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...] = (
