@@ -30,6 +30,7 @@ from collections.abc import Mapping
 
 from raylens.cost.model import Allocation, JobInfo, NodeSpan, Observation, Resources
 from raylens.ray.snapshot import ClusterSnapshot, NodeSnapshot
+from raylens.scrape_priority import yield_to_scrapes
 
 log = logging.getLogger("raylens.cost")
 
@@ -129,6 +130,7 @@ def observation_from_snapshot(snapshot: ClusterSnapshot) -> Observation:
     ]
     allocations = []
     for actor in snapshot.actors:
+        yield_to_scrapes()
         if actor.state != "ALIVE" or not actor.node_id:
             continue
         allocations.append(
@@ -142,6 +144,7 @@ def observation_from_snapshot(snapshot: ClusterSnapshot) -> Observation:
             )
         )
     for task in snapshot.tasks:
+        yield_to_scrapes()  # thousands of rows: a scrape that arrives meanwhile goes first
         if task.type != "NORMAL_TASK" or not task.node_id:
             continue
         if task.state in HOLDING_TASK_STATES:

@@ -26,6 +26,7 @@ from raylens.config import RayConfig
 from raylens.ray.snapshot import ClusterSnapshot
 from raylens.ray.sources import DashboardClient, SourceResult
 from raylens.ray.state import compose
+from raylens.scrape_priority import yield_to_scrapes
 
 log = logging.getLogger("raylens.ray")
 
@@ -80,6 +81,7 @@ class LatestOnlyWorker:
                 if self._stopped:
                     return
                 value, self._pending = self._pending, None
+            yield_to_scrapes()  # start a snapshot's work between scrapes, not during one
             try:
                 self._handle(value)
             except Exception:  # a subscriber's bug must not stop the others or the fetching

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from raylens.scrape_priority import yield_to_scrapes
+
 T = TypeVar("T")
 
 CHUNK_BYTES = 64 * 1024
@@ -134,6 +136,7 @@ def _decode_available(
             # A number at the very end may continue in the next chunk: wait for a delimiter.
             return text[position:], 0, False
         parsed = parse(row)
+        yield_to_scrapes()  # a 10,000-row listing is the exporter's longest background work
         if parsed is not None:
             result.rows.append(parsed)
         position = end

@@ -24,6 +24,7 @@ import bcrypt
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from raylens import __version__
+from raylens.scrape_priority import SCRAPES
 from raylens.web.webconfig import WebConfig
 
 log = logging.getLogger("raylens.web")
@@ -120,7 +121,8 @@ def make_app(
             return [b"Unauthorized\n"]
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return metrics_app(environ, respond)
+            with SCRAPES.serving():  # the exporter's background work waits for it (raylens.scrape_priority)
+                return metrics_app(environ, respond)
         if path == "/healthz":
             respond("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"ok\n"]
