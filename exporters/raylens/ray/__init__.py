@@ -5,6 +5,8 @@
 * ``raylens.ray.state`` — ``RayStateSource``, the only code that calls Ray.
 * ``raylens.ray.address`` — ``auto`` / GCS address / dashboard URL → dashboard URL.
 * ``raylens.ray.lifecycle`` — counters of job, node, task and actor events across snapshots.
+* ``raylens.ray.source_metrics``, ``node_metrics``, ``job_metrics``, ``workload_metrics`` — the ray
+  collector's metric families.
 * ``raylens.ray.discovery`` — Prometheus file_sd target lists (``raylens sd``).
 
 Nothing here imports ``ray`` at module level: the core exporter runs on machines without Ray.
