@@ -35,14 +35,14 @@ import requests
 
 from raylens.config import RayConfig
 from raylens.ray.address import DashboardLocator, RayUnavailable
-from raylens.ray.rows import CHUNK_BYTES, Rows, RowsError, read_rows
-from raylens.ray.snapshot import (
+from raylens.ray.from_api import (
     actor_from_api,
     job_from_api,
     object_store_from_dashboard,
     serve_from_api,
     task_from_api,
 )
+from raylens.ray.rows import CHUNK_BYTES, Rows, RowsError, read_rows
 
 SOURCES = ("version", "nodes", "node_details", "resource_usage", "jobs", "actors", "tasks", "serve")
 

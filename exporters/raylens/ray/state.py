@@ -29,14 +29,8 @@ import requests
 
 from raylens.config import RayConfig
 from raylens.ray.address import DashboardLocator, RayUnavailable
-from raylens.ray.snapshot import (
-    ClusterSnapshot,
-    NodeSnapshot,
-    SourceStatus,
-    first_label,
-    node_from_api,
-    normalise_market,
-)
+from raylens.ray.from_api import first_label, node_from_api, normalise_market
+from raylens.ray.snapshot import ClusterSnapshot, NodeSnapshot, SourceStatus
 from raylens.ray.sources import SOURCES, DashboardClient, SourceResult
 
 __all__ = ["ALL_SOURCES", "ClusterSnapshot", "RayStateSource", "RayUnavailable", "compose"]
