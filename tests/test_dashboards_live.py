@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from panel_check import empty_targets
-from ray_cluster import running_ray_head
+from ray_cluster import FAST_RAY_SOURCES, running_ray_head
 
 from raylens.config import KNOWN_COLLECTORS
 from raylens.stack.ports import free_port
@@ -98,7 +98,9 @@ def _exporter_config(tmp: Path, head: Any) -> Path:
     )
     config: dict[str, Any] = {"exporter": {"collectors": _collectors()}}
     if "ray" in _collectors():
-        config["ray"] = {"address": head.dashboard_url}
+        # The workload's Data and Train phases hold CPUs for seconds only (its Serve replica holds none):
+        # at the default task-listing interval a read can fall between them.
+        config["ray"] = {"address": head.dashboard_url, "sources": FAST_RAY_SOURCES}
     if "cost" in _collectors():
         config["cost"] = {
             "default_instance_type": "m5.xlarge",

@@ -432,6 +432,19 @@ def test_node_lifecycle_counts_joins_deaths_and_a_lost_session() -> None:
     assert value(samples, "raylens_ray_node_removals_total", reason="preempted") == 1  # old counters stay
 
 
+def test_nodes_answering_before_the_session_is_known_are_no_joins_or_removals() -> None:
+    """At start-up the node table can answer before /api/version names the session."""
+    source = StubSource(sample_snapshot(session="", nodes=(node(),)))
+    collector = collector_for(source)
+    scrape(collector)
+    source.push(sample_snapshot(taken_at=NOW + 1, nodes=(node(),)))
+    samples = scrape(collector)
+    assert values(samples, "raylens_ray_node_joins_total") == []
+    assert values(samples, "raylens_ray_node_removals_total") == []
+    source.push(sample_snapshot(taken_at=NOW + 2, nodes=(node(), node("n2", "10.0.0.2"))))
+    assert value(scrape(collector), "raylens_ray_node_joins_total", SessionName=SESSION) == 1
+
+
 def test_ray_down_reports_failure_serves_the_last_answers_and_recovers() -> None:
     first = sample_snapshot(jobs=(job("raysubmit_a", "02000000"),))
     source = StubSource(first)

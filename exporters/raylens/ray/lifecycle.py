@@ -94,6 +94,10 @@ class LifecycleCounters:
             }
 
     def observe(self, snapshot: ClusterSnapshot) -> None:
+        if not snapshot.session_name:
+            # /api/version has not answered yet. Every key includes the session, so counting now
+            # would see the whole cluster vanish and rejoin when it does: a phantom join per node.
+            return
         with self._lock:
             if (snapshot.taken_at, snapshot.generation) == self._observed:
                 return  # the same snapshot seen again
