@@ -16,6 +16,7 @@ from raylens import __version__
 from raylens.cluster import ClusterLabelCollector, ClusterName
 from raylens.collectors import ScrapeHealthCollector, build_collectors
 from raylens.config import RaylensConfig, parse_listen_address
+from raylens.gc_schedule import FullCollections
 from raylens.labels import LabelPolicyCollector
 from raylens.ray.endpoints import ClusterEndpoints
 from raylens.ray.state import shared_refresher
@@ -88,6 +89,8 @@ def run_exporter(config: RaylensConfig, web_config: WebConfig, stop: threading.E
         signal.signal(signal.SIGINT, request_stop)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
+    full_collections = FullCollections()  # after start-up, so what it built is frozen out of them
+    full_collections.start()
     bound_host, bound_port = server.server_address[:2]
     log.info(
         "listening",
@@ -101,3 +104,4 @@ def run_exporter(config: RaylensConfig, web_config: WebConfig, stop: threading.E
     stop.wait()
     server.shutdown()
     server.server_close()
+    full_collections.stop()

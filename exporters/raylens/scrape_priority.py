@@ -22,6 +22,7 @@ DEFAULT_MAX_WAIT_SECONDS = 0.5
 class ScrapePriority:
     def __init__(self, max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS) -> None:
         self._serving = 0
+        self.served = 0  # scrapes completed since start
         self.waiting = 0  # background threads waiting now
         self._idle = threading.Condition()
         self._this_thread = threading.local()  # a scrape's own thread never waits for itself
@@ -39,6 +40,7 @@ class ScrapePriority:
             self._this_thread.serving = False
             with self._idle:
                 self._serving -= 1
+                self.served += 1
                 if self._serving == 0:
                     self._idle.notify_all()
 
@@ -60,6 +62,12 @@ class ScrapePriority:
             finally:
                 self.waiting -= 1
         return True
+
+    def wait_for_quiet_after_scrape(self, served_before: int, timeout: float) -> bool:
+        """Wait until a scrape has completed since ``served_before`` and none is in progress; False on
+        timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self.served > served_before and self._serving == 0, timeout=timeout)
 
 
 # One per process: the HTTP server marks scrapes, the refresher and the subscribers yield to them.

@@ -119,6 +119,8 @@ class RayCollector(Collector):
         self._tallies = AnswerTallies()
         # Counted once per new snapshot, on the refresher's side: a scrape only reads the counts.
         source.subscribe("lifecycle", self._lifecycle.observe)
+        # Tallies of a new answer too (10,000 task rows took a scrape 10 to 30 ms when it counted them).
+        source.subscribe("tallies", self._count_answers)
         # Workspace events (raylens.ray.event_log): derived, written and counted the same way.
         self._events = events
         if events is not None:
@@ -170,6 +172,12 @@ class RayCollector(Collector):
             self._config.job_attribution_labels,
             self._config.entrypoint_max_length,
         )
+
+    def _count_answers(self, snapshot: ClusterSnapshot) -> None:
+        """What the sections below would count at the first scrape of a new answer, counted ahead."""
+        self._tallies.get("actors", snapshot.actors, lambda: actor_tally(snapshot))
+        self._tallies.get("tasks", snapshot.tasks, lambda: task_tally(snapshot))
+        self._tallies.get("held", snapshot.tasks, lambda: held_by_tasks(snapshot))
 
     def _actors(self, snapshot: ClusterSnapshot) -> Iterator[Metric]:
         return workload_count_families(
