@@ -100,3 +100,35 @@ def test_a_listing_being_parsed_waits_for_a_scrape_of_the_exporter(tmp_path) -> 
         release_scrape.set()
         server.shutdown()
     assert order == ["scrape collected", "parsed 2"]
+
+
+def test_full_collections_run_after_a_scrape_not_automatically() -> None:
+    import gc
+
+    from raylens.gc_schedule import NO_AUTOMATIC_FULL_COLLECTIONS, FullCollections
+
+    priority = ScrapePriority(max_wait_seconds=60)
+    thresholds = gc.get_threshold()
+    full: list[str] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(threading.current_thread().name)
+
+    collections = FullCollections(priority, interval_seconds=0.01)
+    gc.callbacks.append(record)
+    collections.start()
+    try:
+        assert gc.get_threshold()[2] == NO_AUTOMATIC_FULL_COLLECTIONS
+        assert gc.get_freeze_count() > 0  # what start-up built is out of every later collection
+        with priority.serving():
+            full.clear()
+            before = collections.collections
+            time.sleep(0.1)  # many intervals: still nothing while the scrape runs
+            assert full == [] and collections.collections == before
+        wait_until(lambda: collections.collections > before)
+        assert full and set(full) == {"gc-between-scrapes"}
+    finally:
+        collections.stop()
+        gc.callbacks.remove(record)
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0

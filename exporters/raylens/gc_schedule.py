@@ -62,9 +62,11 @@ class FullCollections:
                 return
             if scraped and time.monotonic() - last < self._interval:
                 continue
-            self._priority.yield_to_scrapes()
-            started = time.perf_counter()
-            gc.collect()
-            self.last_duration_seconds = time.perf_counter() - started
-            self.collections += 1
+            self._priority.run_between_scrapes(self._collect)
             last = time.monotonic()
+
+    def _collect(self) -> None:
+        started = time.perf_counter()
+        gc.collect()
+        self.last_duration_seconds = time.perf_counter() - started
+        self.collections += 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 DEFAULT_MAX_WAIT_SECONDS = 0.5
 
@@ -62,6 +62,14 @@ class ScrapePriority:
             finally:
                 self.waiting -= 1
         return True
+
+    def run_between_scrapes(self, work: Callable[[], None]) -> None:
+        """Run ``work`` when no scrape is in progress (waiting at most the bounded wait); a scrape that
+        arrives meanwhile starts after it, so a short pause such as a garbage collection never lands
+        inside a scrape."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._serving == 0, timeout=self._max_wait_seconds)
+            work()
 
     def wait_for_quiet_after_scrape(self, served_before: int, timeout: float) -> bool:
         """Wait until a scrape has completed since ``served_before`` and none is in progress; False on
