@@ -47,16 +47,19 @@ def test_without_a_scrape_nothing_waits_and_a_scrape_never_waits_for_itself() ->
 def test_back_to_back_scrapes_delay_background_work_but_never_stop_it() -> None:
     priority = ScrapePriority(max_wait_seconds=0.05)
     done = threading.Event()
+    waits: list[bool] = []
 
     def background() -> None:
-        for _ in range(3):
-            priority.yield_to_scrapes()
+        for _ in range(2000):  # rows of a listing, each a yield point
+            waits.append(priority.yield_to_scrapes())
         done.set()
 
     with priority.serving():  # a scrape that never ends
         threading.Thread(target=background, daemon=True).start()
-        assert done.wait(timeout=30), "background work starved by scrapes"
+        assert done.wait(timeout=60), "background work starved by scrapes"
         assert priority.scrapes_in_progress == 1
+    # A wait that ran out buys as long a stretch without waits: not one wait per row.
+    assert waits[0] is True and sum(waits) < len(waits) / 10, sum(waits)
 
 
 def test_a_listing_being_parsed_waits_for_a_scrape_of_the_exporter(tmp_path) -> None:
