@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from raylens.config import AlertsConfig
 from raylens.cost.budgets import Budget
@@ -209,3 +210,18 @@ def running_blackbox(tmp_path: Path) -> Iterator[str]:
         yield address
     finally:
         process.stop()
+
+
+def write_dollar_per_second_pricing(path: Path) -> None:
+    """A pricing file with one node type, `e2e-node`, at $1/s, so spend moves in seconds in e2e tests."""
+    instance_type = {
+        "instance_type": "e2e-node",
+        "cloud": "onprem",
+        "vcpus": 2,
+        "memory_gib": 4,
+        "gpus": 0,
+        "usd_per_hour": 3600.0,
+        "source": "test figure",
+        "as_of": "2026-01-01",
+    }
+    path.write_text(yaml.safe_dump({"format_version": 1, "instance_types": [instance_type]}))

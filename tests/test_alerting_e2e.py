@@ -28,6 +28,7 @@ from services import (
     running_exporter,
     running_prometheus,
     running_sink,
+    write_dollar_per_second_pricing,
 )
 
 FAST_ALERTS = AlertsConfig(exporter_down_for="3s", collector_failing_for="3s", resource_alert_for="3s")
@@ -121,25 +122,7 @@ class CostStack:
 
 def _cost_files(tmp: Path, head: RayHead) -> tuple[Path, Path]:
     pricing = tmp / "pricing.yaml"
-    pricing.write_text(
-        yaml.safe_dump(
-            {
-                "format_version": 1,
-                "instance_types": [
-                    {
-                        "instance_type": "e2e-node",
-                        "cloud": "onprem",
-                        "vcpus": 2,
-                        "memory_gib": 4,
-                        "gpus": 0,
-                        "usd_per_hour": 3600.0,
-                        "source": "test figure",
-                        "as_of": "2026-01-01",
-                    }
-                ],
-            }
-        )
-    )
+    write_dollar_per_second_pricing(pricing)
     budgets = tmp / "budgets.yaml"
     budgets.write_text(
         yaml.safe_dump(

@@ -38,6 +38,7 @@ from services import (
     running_exporter,
     running_prometheus,
     running_sink,
+    write_dollar_per_second_pricing,
 )
 
 HOLD_JOB = Path(__file__).parent / "fixtures" / "cost" / "ray_job"
@@ -101,25 +102,7 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 90.0) -
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("remediation")
     pricing, budgets, config = tmp / "pricing.yaml", tmp / "budgets.yaml", tmp / "exporter.yaml"
-    pricing.write_text(
-        yaml.safe_dump(
-            {
-                "format_version": 1,
-                "instance_types": [
-                    {
-                        "instance_type": "e2e-node",
-                        "cloud": "onprem",
-                        "vcpus": 2,
-                        "memory_gib": 4,
-                        "gpus": 0,
-                        "usd_per_hour": 3600.0,
-                        "source": "test figure",
-                        "as_of": "2026-01-01",
-                    }
-                ],
-            }
-        )
-    )
+    write_dollar_per_second_pricing(pricing)
     budgets.write_text(yaml.safe_dump({"budgets": BUDGETS}))
     port = free_port()
     _, _token = write_config(tmp, {})  # the token file Alertmanager and every service instance share
