@@ -48,6 +48,7 @@ from raylens.cost.placement import place_allocations
 from raylens.cost.pricing import GIB, SECONDS_PER_HOUR, NodePrice, NodePricer, node_matches
 from raylens.cost.rates import Report, current_rates
 from raylens.cost.state import EngineState, JobRecord, NodeRecord, PeriodRecord
+from raylens.cost.steady import SteadyNode
 
 # Re-exported: the collector and the tests import these from the engine.
 __all__ = ["KIND_NAMES", "CostEngine", "ExplainLog", "Report", "allocation_total", "total_spend"]
@@ -63,6 +64,7 @@ class CostEngine:
         budgets: Sequence[Budget] = (),
         state: EngineState | None = None,
         explain: ExplainLog | None = None,
+        carry_over_steady_nodes: bool = True,
     ):
         self.config = config
         self.pricer = pricer
@@ -76,6 +78,9 @@ class CostEngine:
         self._network_rates: dict[str, float] = {}
         self._active_jobs: set[str] = set()
         self._last: tuple[Observation, Report] | None = None
+        # Nodes whose holdings did not change since the last step (raylens.cost.steady); without it
+        # every node is recomputed at every step (the tests compare the two).
+        self._steady: dict[str, SteadyNode] | None = {} if carry_over_steady_nodes else None
 
     # ------------------------------------------------------------------ public
 
@@ -107,7 +112,7 @@ class CostEngine:
             if allocation.end_time is None or allocation.end_time > now
         }
         report = current_rates(
-            now, nodes, prices, rates, records, labels, alive_now, self._storage_rate, self._network_rates
+            now, nodes, prices, rates, records, labels, alive_now, self._storage_rate, self._network_rates, self._steady
         )
         self._forget_old(now, nodes, jobs)
         self._last = (observation, report)
@@ -241,6 +246,7 @@ class CostEngine:
                     self._storage_rate,
                     self.explain.record,
                     rate_time=now if last else None,
+                    steady=self._steady,
                 )
                 self._accumulate(part, nodes, prices, labels, low)
                 if last:
@@ -353,6 +359,8 @@ class CostEngine:
                 del state.nodes[node_id]
                 self.pricer.forget(node_id)
                 self._storage_rates.pop(node_id, None)
+                if self._steady is not None:
+                    self._steady.pop(node_id, None)
                 self.explain.nodes.pop(node_id, None)
         for job_id in list(state.jobs):
             if job_id in self._active_jobs:
@@ -361,7 +369,9 @@ class CostEngine:
             ended = record.end if record.end is not None else (None if job_id in jobs else record.last_seen)
             if ended is not None and now - ended > retention:
                 del state.jobs[job_id]
-                self.explain.jobs.pop(job_id, None)
+                if self.explain.jobs.pop(job_id, None) is not None and self._steady:
+                    # Steady nodes hold that job's explain segments; the next step recomputes them.
+                    self._steady.clear()
 
     def _node_label_values(self, node: NodeSpan, price: NodePrice) -> list[str]:
         return [price.instance_type, price.market] + [

@@ -31,7 +31,8 @@ class ExplainLog:
         gpu: float,
         memory: float,
         dollars: float,
-    ) -> None:
+    ) -> list[list[float]]:
+        """Add a segment (or extend the last one); returns the segments of ``key`` on the node."""
         job_id, application, deployment = key
         where = node_id if not application else f"{node_id} serve {application}/{deployment}"
         by_node = self.jobs.get(job_id)
@@ -39,8 +40,8 @@ class ExplainLog:
             by_node = self.jobs[job_id] = {}
         segments = by_node.get(where)
         if segments is None:
-            by_node[where] = [[start, end, cpu, gpu, memory, dollars]]
-            return
+            segments = by_node[where] = [[start, end, cpu, gpu, memory, dollars]]
+            return segments
         last = segments[-1]
         if (
             -1e-6 < last[1] - start < 1e-6
@@ -50,10 +51,11 @@ class ExplainLog:
         ):
             last[1] = end
             last[5] += dollars
-            return
+            return segments
         segments.append([start, end, cpu, gpu, memory, dollars])
         if len(segments) > self.MAX_SEGMENTS:
             del segments[0]
+        return segments
 
     def to_json(self, copy: bool = False) -> dict[str, object]:
         """JSON-ready data; ``copy`` makes it independent of later changes (for a background write)."""

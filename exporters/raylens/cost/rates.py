@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from raylens.cost.apportion import COMPUTE, KIND_NAMES
 from raylens.cost.attribution import IDLE_KEY
 from raylens.cost.holdings import CPU_NOW, GPU_NOW, HELD_NOW, MEMORY_NOW, JobKey, Record, held_at
-from raylens.cost.model import NodeSpan
+from raylens.cost.model import NodeSpan, Resources
 from raylens.cost.pricing import NodePrice
 from raylens.cost.quotas import Holding, NodeCapacity
+from raylens.cost.steady import SteadyNode
 
 LabelKey = tuple[str, str, str, str, str]
 
@@ -64,8 +65,12 @@ def current_rates(
     alive_now: Mapping[str, dict[JobKey, list[float]]] | None,
     storage_rate: Callable[[NodeSpan], float],
     network_rates: Mapping[str, float],
+    steady: Mapping[str, SteadyNode] | None = None,
 ) -> Report:
-    """Dollars per second at ``now``: what is held now, scaled to capacity at this instant."""
+    """Dollars per second at ``now``: what is held now, scaled to capacity at this instant.
+
+    A node the integration just carried over as steady (``raylens.cost.steady``) pays its cached
+    rates: all its records hold at ``now``, so they are the rates computed here otherwise."""
     alive = [node_id for node_id, node in nodes.items() if node.alive_at(now)]
     node_rates: dict[str, list[float]] = {}
     job_rates: dict[JobKey, list[float]] = {}
@@ -87,42 +92,43 @@ def current_rates(
             idle[2] += sent
             continue
         held_now[node_id] = held
-        totals = [0.0, 0.0, 0.0]
-        for entry in held.values():
-            totals[0] += entry[CPU_NOW]
-            totals[1] += entry[GPU_NOW]
-            totals[2] += entry[MEMORY_NOW]
-        cpu_price = cpu_rate / max(capacity.cpu, totals[0]) if capacity.cpu > 0 else 0.0
-        gpu_price = gpu_rate / max(capacity.gpu, totals[1]) if capacity.gpu > 0 else 0.0
-        memory_price = memory_rate / max(capacity.memory_bytes, totals[2]) if capacity.memory_bytes > 0 else 0.0
         storage_per_dollar = storage / compute if compute > 0 else 0.0
         sent_per_dollar = sent / compute if compute > 0 else 0.0
-        attributed = 0.0
-        for key, entry in held.items():
-            if not entry[HELD_NOW]:
-                continue
-            cost = entry[CPU_NOW] * cpu_price + entry[GPU_NOW] * gpu_price + entry[MEMORY_NOW] * memory_price
-            attributed += cost
-            costs = job_rates.get(key)
-            if costs is None:
-                job_rates[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
-            else:
-                costs[0] += cost
-                costs[1] += cost * storage_per_dollar
-                costs[2] += cost * sent_per_dollar
+        cached = steady.get(node_id) if steady is not None else None
+        if cached is not None and cached.held_now is held:
+            attributed = cached.attributed
+            for key, cost, _cpu, _gpu, _memory, _segments in cached.costs:
+                costs = job_rates.get(key)
+                if costs is None:
+                    job_rates[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
+                else:
+                    costs[0] += cost
+                    costs[1] += cost * storage_per_dollar
+                    costs[2] += cost * sent_per_dollar
+        else:
+            attributed = _job_rates(held, capacity, rates[node_id], storage_per_dollar, sent_per_dollar, job_rates)
         unheld = 1.0 - attributed / compute if compute > 0 else 1.0
         idle[0] += max(compute - attributed, 0.0)
         idle[1] += max(storage * unheld, 0.0)
         idle[2] += max(sent * unheld, 0.0)
 
-    per_job: dict[str, float] = defaultdict(float)
+    # Per job first (10,000 jobs rather than 100,000 job keys on nodes), then per label set.
+    by_job: dict[str, list[float]] = {}
     serve_rates: dict[tuple[str, str], float] = defaultdict(float)
-    key_rates: dict[LabelKey, float] = defaultdict(float)
     for (job_id, application, deployment), costs in job_rates.items():
-        total = costs[0] + costs[1] + costs[2]
-        per_job[job_id] += total
+        sums = by_job.get(job_id)
+        if sums is None:
+            by_job[job_id] = costs[:]
+        else:
+            sums[0] += costs[0]
+            sums[1] += costs[1]
+            sums[2] += costs[2]
         if application:
-            serve_rates[(application, deployment)] += total
+            serve_rates[(application, deployment)] += costs[0] + costs[1] + costs[2]
+    per_job: dict[str, float] = {}
+    key_rates: dict[LabelKey, float] = defaultdict(float)
+    for job_id, costs in by_job.items():
+        per_job[job_id] = costs[0] + costs[1] + costs[2]
         label = labels[job_id]
         for kind, rate in enumerate(costs):
             if rate or kind == COMPUTE:
@@ -146,3 +152,38 @@ def current_rates(
         held_now=held_now,
         labels=labels,
     )
+
+
+def _job_rates(
+    held: Mapping[JobKey, list[float]],
+    capacity: Resources,
+    rates: tuple[float, float, float],
+    storage_per_dollar: float,
+    sent_per_dollar: float,
+    job_rates: dict[JobKey, list[float]],
+) -> float:
+    """Add what each job key on one node pays now to ``job_rates``; returns the compute dollars per
+    second attributed to jobs."""
+    cpu_rate, gpu_rate, memory_rate = rates
+    totals = [0.0, 0.0, 0.0]
+    for entry in held.values():
+        totals[0] += entry[CPU_NOW]
+        totals[1] += entry[GPU_NOW]
+        totals[2] += entry[MEMORY_NOW]
+    cpu_price = cpu_rate / max(capacity.cpu, totals[0]) if capacity.cpu > 0 else 0.0
+    gpu_price = gpu_rate / max(capacity.gpu, totals[1]) if capacity.gpu > 0 else 0.0
+    memory_price = memory_rate / max(capacity.memory_bytes, totals[2]) if capacity.memory_bytes > 0 else 0.0
+    attributed = 0.0
+    for key, entry in held.items():
+        if not entry[HELD_NOW]:
+            continue
+        cost = entry[CPU_NOW] * cpu_price + entry[GPU_NOW] * gpu_price + entry[MEMORY_NOW] * memory_price
+        attributed += cost
+        costs = job_rates.get(key)
+        if costs is None:
+            job_rates[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
+        else:
+            costs[0] += cost
+            costs[1] += cost * storage_per_dollar
+            costs[2] += cost * sent_per_dollar
+    return attributed
