@@ -47,7 +47,7 @@ from fleet_model import (
     labels,
     node_exporter_series,
     ray_agent_series,
-    values,
+    series_values,
 )
 from fleet_workloads import ray_head_series, serve_probe_series
 
@@ -115,7 +115,7 @@ def write_window(families: Families, low: float, high: float, interval: float, p
                 if not times:
                     continue
                 prefix = f"{name}{{{series.labels}}} "
-                points = values(series.shape, series.start, times, _phase(series.labels))
+                points = series_values(series, times, _phase)
                 out.write(
                     "".join(
                         f"{prefix}{value:.10g} {moment:.0f}\n" for value, moment in zip(points, times, strict=False)
@@ -256,7 +256,7 @@ def current_exposition(families: Families, at: float) -> bytes:
             continue  # Prometheus writes up itself
         for series in group:
             if series.start <= at < series.end:
-                (value,) = values(series.shape, series.start, [at], _phase(series.labels))
+                (value,) = series_values(series, [at], _phase)
                 lines.append(f"{name}{{{series.labels}}} {value:.10g}\n")
     return "".join(lines).encode()
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 SESSION = "session_2026-11-01_00-00-00_000000_1"
 RAY_VERSION = "2.60.0"
 DAY = 86400.0
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+NOT_BUSY_MODES = ("idle", "iowait", "steal")  # summed per node like the node collector does
 CLOCK_REASONS = (
     "gpu_idle",
     "applications_clocks_setting",
@@ -93,12 +94,13 @@ class Node:
 class Series:
     """One series: ``labels`` is the text between the braces; ``shape`` is (kind, a, b) with kind
     'c' (counter: a = mean rate/s, b = starting value), 'g' (gauge: a = base, b = relative swing),
-    'k' (constant a)."""
+    'k' (constant a). With ``parts`` (counters), the series is their sum and ``shape`` is unused."""
 
     labels: str
     shape: tuple[str, float, float]
     start: float
     end: float
+    parts: tuple[Series, ...] = ()
 
 
 @dataclass
@@ -164,6 +166,37 @@ def values(shape: tuple[str, float, float], start: float, times: Sequence[float]
         yield b + a * (elapsed + 0.5 / omega * (math.cos(omega * start + phase) - math.cos(omega * time + phase)))
 
 
+def series_values(series: Series, times: Sequence[float], phase: Callable[[str], float]) -> Iterator[float]:
+    """Samples of ``series`` at ``times``; ``phase`` gives a series' phase from its labels."""
+    if not series.parts:
+        return values(series.shape, series.start, times, phase(series.labels))
+    return _counter_sum(series.parts, [phase(part.labels) for part in series.parts], times)
+
+
+def _counter_sum(parts: Sequence[Series], phases: Sequence[float], times: Sequence[float]) -> Iterator[float]:
+    """The sum of counter parts, in closed form: the same numbers as adding up ``values`` of every part
+    (to rounding), at the cost of one series rather than one per part (a 96-CPU node has 288)."""
+    omega = 2 * math.pi / DAY
+    if any(part.shape[0] != "c" for part in parts):
+        raise ValueError("only counters can be summed")
+    # Each part is b + a * (t - s + 0.5 / omega * (cos(omega s + phase) - cos(omega t + phase))); the sum
+    # of a * cos(omega t + phase) over the parts is C cos(omega t) - S sin(omega t).
+    # Times from the first part's start, not from the epoch, so that no large terms cancel.
+    origin = parts[0].start
+    rate = sum(part.shape[1] for part in parts)
+    constant = sum(
+        part.shape[2]
+        - part.shape[1] * (part.start - origin)
+        + part.shape[1] * 0.5 / omega * math.cos(omega * part.start + phase)
+        for part, phase in zip(parts, phases, strict=True)
+    )
+    cosines = sum(part.shape[1] * math.cos(phase) for part, phase in zip(parts, phases, strict=True))
+    sines = sum(part.shape[1] * math.sin(phase) for part, phase in zip(parts, phases, strict=True))
+    for time in times:
+        swing = cosines * math.cos(omega * time) - sines * math.sin(omega * time)
+        yield constant + rate * (time - origin) - 0.5 / omega * swing
+
+
 def node_exporter_series(node: Node, rng: random.Random) -> Iterator[tuple[str, Series]]:
     """The raylens exporter on the node: ``node`` and ``gpu`` collectors (job raylens)."""
     base = labels(instance=f"{node.ip}:9965", job="raylens")
@@ -174,10 +207,16 @@ def node_exporter_series(node: Node, rng: random.Random) -> Iterator[tuple[str, 
         return name, Series(text, shape, node.start, node.end)
 
     busy = rng.uniform(0.1, 0.9)
+    not_busy: list[Series] = []
     for cpu in range(node_type.cpus):
         for mode in CPU_MODES:
             share = {"idle": 1 - busy, "user": busy * 0.8, "system": busy * 0.15}.get(mode, busy * 0.01)
-            yield series("raylens_node_cpu_seconds_total", labels(cpu=str(cpu), mode=mode), ("c", share, 1e5))
+            name, per_cpu = series("raylens_node_cpu_seconds_total", labels(cpu=str(cpu), mode=mode), ("c", share, 1e5))
+            if mode in NOT_BUSY_MODES:
+                not_busy.append(per_cpu)
+            yield name, per_cpu
+    name, total = series("raylens_node_cpu_not_busy_seconds_total", "", ("c", 0.0, 0.0))
+    yield name, replace(total, parts=tuple(not_busy))
     yield series("raylens_node_load1", "", ("g", node_type.cpus * busy, 0.3))
     memory = node_type.memory_gib * 2**30
     yield series("raylens_node_memory_total_bytes", "", ("k", memory, 0))

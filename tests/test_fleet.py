@@ -156,6 +156,32 @@ def test_generated_node_matches_a_live_scrape(tmp_path: Path, monkeypatch: pytes
     assert not problems, "\n".join(problems)
 
 
+def test_generated_not_busy_counter_is_the_sum_of_its_per_cpu_series() -> None:
+    """The per-node counter agrees with the per-CPU series it sums, as the node collector's does, so
+    the recording rule gives the same utilisation over generated data as the expression it replaced."""
+    node_type = next(node_type for node_type in fleet_model.NODE_TYPES if node_type.cpus >= 48)
+    node = fleet_model.Node(
+        slot=7, incarnation=2, type=node_type, market="spot", start=fleet.END - 86400, end=fleet.END
+    )
+    generated = list(fleet_model.node_exporter_series(node, random.Random(3)))
+    for _name, series in generated:
+        series.labels = f'cluster="{fleet.CLUSTER}",{series.labels}'  # as fleet.fleet_families does
+    (total,) = [series for name, series in generated if name == "raylens_node_cpu_not_busy_seconds_total"]
+    per_cpu = [
+        series
+        for name, series in generated
+        if name == "raylens_node_cpu_seconds_total" and re.search(r'mode="(idle|iowait|steal)"', series.labels)
+    ]
+    assert len(per_cpu) == 3 * node_type.cpus
+    assert [id(part) for part in total.parts] == [id(series) for series in per_cpu]
+    times = [node.start + 15.0 * step for step in range(0, 5760, 97)]
+    summed = [
+        sum(column)
+        for column in zip(*(fleet_model.series_values(series, times, fleet._phase) for series in per_cpu), strict=True)
+    ]
+    assert list(fleet_model.series_values(total, times, fleet._phase)) == pytest.approx(summed, rel=1e-12)
+
+
 def _synthetic_snapshot():
     """cost_scale's synthetic cluster (priced nodes, jobs with metadata, tasks, actors, Serve replicas)
     with object-store answers, as the refresher would hold it."""

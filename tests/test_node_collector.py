@@ -122,6 +122,11 @@ def test_cpu_seconds_are_counters_per_cpu_and_mode(registry: CollectorRegistry) 
     assert value("raylens_node_cpu_seconds_total", {"cpu": "0", "mode": "guest"}) is None
 
 
+def test_not_busy_seconds_sum_idle_iowait_and_steal_over_all_cpus(registry: CollectorRegistry) -> None:
+    # cpu 0: idle 1000 + iowait 3 + steal 0; cpu 1: idle 1010 + iowait 1 + steal 0.
+    assert registry.get_sample_value("raylens_node_cpu_not_busy_seconds_total") == 2014.0
+
+
 def test_memory_load_and_stat(registry: CollectorRegistry) -> None:
     value = registry.get_sample_value
     assert value("raylens_node_memory_total_bytes") == 8 << 30
@@ -188,6 +193,7 @@ def test_failing_section_is_counted_logged_and_isolated(
         generate_latest(registry)
         text = generate_latest(registry).decode()
     assert "raylens_node_cpu_seconds_total" not in text
+    assert "raylens_node_cpu_not_busy_seconds_total" not in text
     assert "raylens_node_memory_total_bytes" in text  # the other sections still report
     assert 'raylens_scrape_collector_success{collector="node"} 0.0' in text
     assert 'raylens_scrape_collector_errors_total{collector="node"} 2.0' in text  # one per faulty scrape
@@ -224,4 +230,13 @@ def test_real_psutil_on_this_host() -> None:
     registry = registry_for(NodeCollector(NodeConfig()))
     assert registry.get_sample_value("raylens_scrape_collector_success", {"collector": "node"}) == 1
     assert registry.get_sample_value("raylens_node_cpu_seconds_total", {"cpu": "0", "mode": "idle"}) > 0
+    # One scrape: the per-node sum equals the per-CPU series it sums (modes psutil lacks here are absent).
+    samples = [sample for family in registry.collect() for sample in family.samples]
+    per_cpu = [
+        sample.value
+        for sample in samples
+        if sample.name == "raylens_node_cpu_seconds_total" and sample.labels["mode"] in ("idle", "iowait", "steal")
+    ]
+    (not_busy,) = [sample.value for sample in samples if sample.name == "raylens_node_cpu_not_busy_seconds_total"]
+    assert per_cpu and not_busy == pytest.approx(sum(per_cpu), rel=1e-12)
     assert registry.get_sample_value("raylens_node_memory_total_bytes") > 0

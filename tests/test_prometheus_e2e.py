@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from services import running_exporter, running_prometheus
+from services import REPO, running_exporter, running_prometheus
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +45,21 @@ def test_recording_rules_are_loaded_and_evaluate(stack) -> None:
     assert 0 <= float(cpu[0]["value"][1]) <= 1
     cpus = prometheus.wait_for("instance:raylens_node_num_cpu:sum")
     assert int(float(cpus[0]["value"][1])) == len(prometheus.query('raylens_node_cpu_seconds_total{mode="idle"}'))
+
+
+def test_cpu_utilisation_rule_equals_the_per_cpu_expression_it_replaced(stack) -> None:
+    """The shipped rule's expression, over the per-node counter, against the per-CPU expression on the
+    same scrapes in one query: same labels (or the subtraction matches nothing), same value."""
+    _, prometheus = stack
+    (rule,) = [
+        rule
+        for group in yaml.safe_load((REPO / "recording-rules" / "node.yml").read_text())["groups"]
+        for rule in group["rules"]
+        if rule.get("record") == "instance:raylens_node_cpu_utilisation:rate5m"
+    ]
+    not_busy = 'sum without (mode) (rate(raylens_node_cpu_seconds_total{mode=~"idle|iowait|steal"}[5m]))'
+    per_cpu = f"1 - avg without (cpu) ({not_busy})"
+    prometheus.wait_for("instance:raylens_node_cpu_utilisation:rate5m", timeout=30)
+    (difference,) = prometheus.wait_for(f"({rule['expr']}) - ({per_cpu})")
+    assert [difference["metric"]] == [series["metric"] for series in prometheus.query(per_cpu)]
+    assert abs(float(difference["value"][1])) < 1e-6  # float rounding of counters summed since boot

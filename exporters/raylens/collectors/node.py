@@ -5,6 +5,7 @@ dashboards switch source by changing the prefix. CPU time is exported as counter
 percentages, so several scrapers do not disturb each other. Sample::
 
     raylens_node_cpu_seconds_total{cpu="0",mode="idle"} 81234.56
+    raylens_node_cpu_not_busy_seconds_total 162345.67
     raylens_node_memory_available_bytes 2.0235e+10
     raylens_node_filesystem_avail_bytes{device="/dev/sda1",fstype="ext4",mountpoint="/"} 4.1e+10
     raylens_node_network_receive_bytes_total{device="eth0"} 1.234e+09
@@ -27,6 +28,8 @@ from raylens.collectors.base import Collector, Section
 from raylens.config import NodeConfig
 
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+# Time a CPU could have given to work but did not, as node-mixin counts it for CPU utilisation.
+NOT_BUSY_MODES = ("idle", "iowait", "steal")
 
 # (metric suffix, psutil field, scale to base units, help)
 _DISK_COUNTERS = (
@@ -97,12 +100,23 @@ class NodeCollector(Collector):
         seconds = CounterMetricFamily(
             "raylens_node_cpu_seconds", "Seconds the CPUs spent in each mode.", labels=["cpu", "mode"]
         )
+        not_busy = 0.0
         for cpu, times in enumerate(self._psutil.cpu_times(percpu=True)):
             for mode in CPU_MODES:
                 value = getattr(times, mode, None)
                 if value is not None:
                     seconds.add_metric([str(cpu), mode], value)
+                    if mode in NOT_BUSY_MODES:
+                        not_busy += value
         yield seconds
+        # One series per node for instance:raylens_node_cpu_utilisation:rate5m: at 1,000 nodes the rule
+        # read 3 modes x ~27 CPUs per node through the per-CPU series, the heaviest read of its group.
+        yield CounterMetricFamily(
+            "raylens_node_cpu_not_busy_seconds",
+            "Seconds the CPUs spent idle, in iowait or in steal, summed over all CPUs "
+            '(the sum of raylens_node_cpu_seconds_total{mode=~"idle|iowait|steal"}).',
+            value=not_busy,
+        )
 
     def _loadavg(self) -> Iterator[Metric]:
         for window, value in zip((1, 5, 15), self._load_average(), strict=True):
