@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
+from exposition_check import scrape
+from prometheus_client import CollectorRegistry
 
 from raylens.collectors.base import ScrapeHealthCollector
 from raylens.collectors.cost import CostCollector
@@ -146,7 +147,8 @@ def registry_for(collector: CostCollector) -> CollectorRegistry:
 
 
 def exposition(registry: CollectorRegistry) -> str:
-    return generate_latest(registry).decode()
+    """Through the exporter's renderer, checked byte for byte against prometheus_client."""
+    return scrape(registry)
 
 
 def stable(text: str) -> str:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from exposition_check import scrape as exposition_scrape
+from prometheus_client import CollectorRegistry
 
 from raylens.collectors.base import Collector, ScrapeHealthCollector
 from raylens.collectors.gpu import FAKE_NVML_VARIABLE, METRICS, GpuCollector, build_gpu_collector
@@ -82,7 +83,8 @@ def registry_for(*collectors: Collector) -> CollectorRegistry:
 
 
 def scrape(registry: CollectorRegistry) -> str:
-    return generate_latest(registry).decode()
+    """Through the exporter's renderer, checked byte for byte against prometheus_client."""
+    return exposition_scrape(registry)
 
 
 def without_duration(exposition: str) -> str:

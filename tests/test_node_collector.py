@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from exposition_check import scrape
 from prometheus_client import CollectorRegistry, generate_latest
 
 from raylens.collectors.base import Collector, ScrapeHealthCollector
@@ -159,7 +160,7 @@ def test_filesystems_skip_pseudo_and_vanished_mounts(registry: CollectorRegistry
     assert (
         value("raylens_node_filesystem_readonly", {"device": "/dev/vdb", "mountpoint": "/data", "fstype": "xfs"}) == 1
     )
-    exposition = generate_latest(registry).decode()
+    exposition = scrape(registry)
     assert 'mountpoint="/proc"' not in exposition
     assert "docker" not in exposition
     assert "/mnt/gone" not in exposition
