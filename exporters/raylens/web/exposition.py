@@ -30,18 +30,24 @@ from typing import NamedTuple, Protocol
 from prometheus_client import exposition as text_exposition
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
-from prometheus_client.openmetrics.exposition import (
-    ALLOWUTF8,
-    UNDERSCORES,
-    _escape,
-    _is_legacy_labelname_rune,
-    escape_label_name,
-    escape_metric_name,
-)
 from prometheus_client.utils import floatToGoString
-from prometheus_client.validation import _is_valid_legacy_labelname, _is_valid_legacy_metric_name
 
-# The private functions above are the very ones prometheus_client's encoders call: copies could drift.
+try:
+    # Private, but the very functions prometheus_client's encoders call (0.23 to 0.26 at least): copies
+    # could drift. A release without them gets prometheus_client's own encoders, unchanged.
+    from prometheus_client.openmetrics.exposition import (
+        ALLOWUTF8,
+        UNDERSCORES,
+        _escape,
+        _is_legacy_labelname_rune,
+        escape_label_name,
+        escape_metric_name,
+    )
+    from prometheus_client.validation import _is_valid_legacy_labelname, _is_valid_legacy_metric_name
+
+    CACHED = True
+except ImportError:  # pragma: no cover - depends on the installed prometheus_client
+    UNDERSCORES, CACHED = "underscores", False
 
 
 class Collects(Protocol):
@@ -123,6 +129,8 @@ class ExpositionRenderer:
             return sum(len(family.keys) for families in self._families.values() for family in families.values())
 
     def _render(self, registry: Collects, kind: str, escaping: str, fallback: Encoder) -> bytes:
+        if not CACHED:
+            return fallback(registry)
         with self._lock:
             last = self._families.get((kind, escaping), {})
         families: dict[FamilyKey, _Family] = {}
