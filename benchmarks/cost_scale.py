@@ -6,12 +6,15 @@ tasks with start times, 30 % actors without, 2 % of them Serve replicas), A/10 j
 and team metadata, five budgets and three quotas, state persisted to a temporary directory. A scrape
 (wall time, and CPU time of the process, which other load on the machine barely affects) is what
 the exporter does per new Ray snapshot and scrape: snapshot → observation (the Ray adapter), engine
-advance, state save, metric families (on the refresher's thread), then the text exposition (the
-scrape itself only does this last part). Between scrapes 15 s pass and 1 % of the tasks
-are replaced by new ones. The first scrape (which backfills from node start times) is reported apart.
+advance, state save, metric families (on the refresher's thread), then the OpenMetrics exposition
+through the exporter's renderer (``raylens.web.exposition``; the scrape itself only does this last
+part), under the exporter's garbage-collection regime. Between scrapes 15 s pass and 1 % of the tasks
+are replaced by new ones. The first scrape (which backfills from node start times) is reported apart;
+the second recomputes every node once more (the first window starts with each node, before its
+tasks), so steady figures need ``--scrapes`` of 3 or more.
 
-    /tmp/venv/bin/python benchmarks/cost_scale.py                         # the four default sizes
-    /tmp/venv/bin/python benchmarks/cost_scale.py --sizes 1000x10000 --scrapes 10 --json out.json
+    .venv/bin/python benchmarks/cost_scale.py                         # the four default sizes
+    .venv/bin/python benchmarks/cost_scale.py --sizes 1000x10000 --scrapes 10 --json out.json
 """
 
 from __future__ import annotations
@@ -169,7 +172,7 @@ def rss_bytes() -> int:
 def measure(nodes: int, allocations: int, scrapes: int) -> dict[str, object]:
     import gc
 
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry
 
     from raylens.collectors.base import ScrapeHealthCollector
     from raylens.collectors.cost import CostCollector
@@ -180,6 +183,8 @@ def measure(nodes: int, allocations: int, scrapes: int) -> dict[str, object]:
     from raylens.cost.pricing import NodePricer
     from raylens.cost.quotas import validate_quotas
     from raylens.cost.ray_source import observation_from_snapshot
+    from raylens.gc_schedule import NO_AUTOMATIC_FULL_COLLECTIONS
+    from raylens.web.exposition import ExpositionRenderer
 
     baseline_rss = rss_bytes()
     snapshot = synthetic_snapshot(nodes, allocations)
@@ -223,6 +228,13 @@ def measure(nodes: int, allocations: int, scrapes: int) -> dict[str, object]:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ScrapeHealthCollector([collector]))
         rng = random.Random(11)
+        renderer = ExpositionRenderer()  # the exporter's /metrics renderer, kept between scrapes
+        # The exporter's garbage-collection regime (raylens.gc_schedule): what start-up built frozen,
+        # no automatic full collections (it runs them between scrapes; not counted here).
+        gc.collect()
+        gc.freeze()
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, NO_AUTOMATIC_FULL_COLLECTIONS)
         times = []
         cpu_times = []
         series = 0
@@ -234,7 +246,7 @@ def measure(nodes: int, allocations: int, scrapes: int) -> dict[str, object]:
             # One accounting step (off the scrape path in the exporter, on the refresher's thread)
             # plus the exposition a scrape serialises: the exporter's whole cost per snapshot.
             collector.account(observation_from_snapshot(current["snapshot"]))
-            body = generate_latest(registry)
+            body = renderer.openmetrics(registry)  # what Prometheus negotiates
             times.append(time.perf_counter() - started)
             cpu_times.append(time.process_time() - cpu_started)
             series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))

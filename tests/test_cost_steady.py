@@ -85,7 +85,8 @@ def test_carrying_steady_nodes_over_gives_the_same_money(shapes, initial, steps)
     now = T0
     live = [allocation(serial, spec, nodes, now, with_start=True) for serial, spec in enumerate(initial)]
     serial = len(live)
-    for seconds, ending, starting in [(0.0, [], []), *steps]:
+    timeline = [(0.0, [], []), *steps]
+    for index, (seconds, ending, starting) in enumerate(timeline):
         now += seconds
         for position in sorted({position % len(live) for position in ending} if live else (), reverse=True):
             del live[position]
@@ -110,6 +111,8 @@ def test_carrying_steady_nodes_over_gives_the_same_money(shapes, initial, steps)
         )
         for period, record in second.periods.items():
             assert_same_mapping(first.periods[period].spend, record.spend, f"{period} spend")
+        if index % 3 != 2 and index != len(timeline) - 1:
+            continue  # the log is read now and then: steady nodes extend it lazily in between
         explained = [engine.explain.to_json()["jobs"] for engine in engines]
         assert explained[0].keys() == explained[1].keys()
         for job_id, by_node in explained[1].items():

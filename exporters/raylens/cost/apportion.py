@@ -54,6 +54,8 @@ def apportion(
         result.node[node_id] = [compute, storage, sent]
         node_records = records.get(node_id)
         if not node_records:
+            if steady is not None and node_id in steady:
+                steady.pop(node_id).settle()
             if rate_time is not None:
                 result.alive[node_id] = {}
             idle[0] += compute
@@ -72,6 +74,8 @@ def apportion(
             if rate_time is not None:
                 result.alive[node_id] = cached.held_now
         else:
+            if cached is not None:
+                cached.settle()  # its explain segments, before they are written here again
             attributed = _apportion_node(
                 node_id,
                 node_records,
@@ -151,7 +155,16 @@ def _apportion_node(
     if steady is not None:
         if cacheable:
             prices = (cpu_price, gpu_price, memory_price)
-            steady[node_id] = steady_node(node_records, rates, capacity, span, table, finish - begin, prices, segments)  # type: ignore[arg-type]
+            steady[node_id] = steady_node(
+                node_records,
+                rates,
+                capacity,
+                span,  # type: ignore[arg-type]
+                (begin, finish),
+                table,
+                prices,
+                segments,
+            )
         else:
             steady.pop(node_id, None)
     return attributed
@@ -172,7 +185,7 @@ def _carry_over(
     job_costs = result.job
     duration = finish - begin
     spread = 1.0 + storage_per_dollar + sent_per_dollar
-    for key, rate, cpu_share, gpu_share, memory_share, segments in cached.costs:
+    for key, rate, _cpu_share, _gpu_share, _memory_share, _segments in cached.costs:
         cost = rate * duration
         costs = job_costs.get(key)
         if costs is None:
@@ -181,14 +194,17 @@ def _carry_over(
             costs[0] += cost
             costs[1] += cost * storage_per_dollar
             costs[2] += cost * sent_per_dollar
-        if record_explain is None:
-            continue
-        # The explain log's last segment here continues up to this window with the same shares:
-        # extend it in place, as ExplainLog.record would after comparing the shares.
-        last = segments[-1] if segments else None
-        if last is not None and -1e-6 < last[1] - begin < 1e-6:
-            last[1] = finish
-            last[5] += cost * spread
+    if record_explain is not None:
+        pending = cached.explain_pending
+        if -1e-6 < pending[0] - begin < 1e-6:
+            # The explain log's segments here continue with the same shares: extended lazily.
+            pending[0] = finish
+            pending[1] += duration * spread
         else:
-            record_explain(key, node_id, begin, finish, cpu_share, gpu_share, memory_share, cost * spread)
+            cached.settle()
+            for key, rate, cpu_share, gpu_share, memory_share, _segments in cached.costs:
+                record_explain(
+                    key, node_id, begin, finish, cpu_share, gpu_share, memory_share, rate * duration * spread
+                )
+            pending[0] = finish
     return cached.attributed * duration

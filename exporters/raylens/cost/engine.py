@@ -81,6 +81,7 @@ class CostEngine:
         # Nodes whose holdings did not change since the last step (raylens.cost.steady); without it
         # every node is recomputed at every step (the tests compare the two).
         self._steady: dict[str, SteadyNode] | None = {} if carry_over_steady_nodes else None
+        self.explain.settle = self._settle_explain
 
     # ------------------------------------------------------------------ public
 
@@ -359,8 +360,8 @@ class CostEngine:
                 del state.nodes[node_id]
                 self.pricer.forget(node_id)
                 self._storage_rates.pop(node_id, None)
-                if self._steady is not None:
-                    self._steady.pop(node_id, None)
+                if self._steady is not None and node_id in self._steady:
+                    self._steady.pop(node_id).settle()
                 self.explain.nodes.pop(node_id, None)
         for job_id in list(state.jobs):
             if job_id in self._active_jobs:
@@ -369,9 +370,16 @@ class CostEngine:
             ended = record.end if record.end is not None else (None if job_id in jobs else record.last_seen)
             if ended is not None and now - ended > retention:
                 del state.jobs[job_id]
-                if self.explain.jobs.pop(job_id, None) is not None and self._steady:
+                if job_id in self.explain.jobs and self._steady:
                     # Steady nodes hold that job's explain segments; the next step recomputes them.
+                    self._settle_explain()
                     self._steady.clear()
+                self.explain.jobs.pop(job_id, None)
+
+    def _settle_explain(self) -> None:
+        """Write what steady nodes extended lazily into the explain log (before it is read)."""
+        for steady in (self._steady or {}).values():
+            steady.settle()
 
     def _node_label_values(self, node: NodeSpan, price: NodePrice) -> list[str]:
         return [price.instance_type, price.market] + [

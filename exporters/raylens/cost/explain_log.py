@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from raylens.cost.holdings import JobKey
@@ -20,6 +21,8 @@ class ExplainLog:
     MAX_SEGMENTS = 50
     jobs: dict[str, dict[str, list[list[float]]]] = field(default_factory=dict)
     nodes: dict[str, tuple[NodePrice, NodeSpan | None]] = field(default_factory=dict)
+    # Set by the engine: writes segments it extends lazily (raylens.cost.steady) before a read.
+    settle: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def record(
         self,
@@ -59,6 +62,8 @@ class ExplainLog:
 
     def to_json(self, copy: bool = False) -> dict[str, object]:
         """JSON-ready data; ``copy`` makes it independent of later changes (for a background write)."""
+        if self.settle is not None:
+            self.settle()
         jobs = self.jobs
         if copy:
             jobs = {

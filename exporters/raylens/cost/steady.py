@@ -26,6 +26,11 @@ class SteadyNode:
     capacity, the explain log's segments of that key on this node). ``held_now``: what each key holds,
     as ``effective_holdings``' table with only the instant's entries (``*_NOW``, ``HELD_NOW``) filled;
     it is shared by every report that reuses it, so nobody may change it.
+
+    The explain log's last segment of each key is extended lazily: ``explain_pending`` is [the instant
+    the segments are accounted up to, the seconds since their last update weighted by the node's
+    storage and egress spread]; ``settle`` writes that into the segments (one multiplication per key,
+    once per read of the log rather than at every step).
     """
 
     records: list[Record]
@@ -36,6 +41,7 @@ class SteadyNode:
     costs: tuple[tuple[JobKey, float, float, float, float, list[list[float]] | None], ...]
     attributed: float
     held_now: dict[JobKey, list[float]]
+    explain_pending: list[float]
 
     def covers(
         self,
@@ -53,6 +59,18 @@ class SteadyNode:
             return False
         return rates == self.rates and capacity == self.capacity and records == self.records
 
+    def settle(self) -> None:
+        """Bring the explain log's segments of this node up to ``explain_pending``."""
+        until, weighted = self.explain_pending
+        if not weighted:
+            return
+        for _key, rate, _cpu, _gpu, _memory, segments in self.costs:
+            if segments:
+                last = segments[-1]
+                last[1] = until
+                last[5] += rate * weighted
+        self.explain_pending[1] = 0.0
+
 
 def span_of(records: Sequence[Record]) -> tuple[float, float]:
     """The latest start and the earliest end among ``records``."""
@@ -66,13 +84,15 @@ def steady_node(
     rates: tuple[float, float, float],
     capacity: Resources,
     span: tuple[float, float],
+    window: tuple[float, float],
     table: dict[JobKey, list[float]],
-    duration: float,
     prices: tuple[float, float, float],
     segments: dict[JobKey, list[list[float]] | None],
 ) -> SteadyNode:
     """Per-second figures from a full computation over a window of ``duration`` seconds that every
-    record covers (so each resource-second is its amount, scaled to capacity, times ``duration``)."""
+    record covers (so each resource-second is its amount, scaled to capacity, times ``duration``);
+    ``segments`` are the explain log's, written up to the window's end."""
+    duration = window[1] - window[0]
     cpu_price, gpu_price, memory_price = prices
     cpu_capacity, gpu_capacity, memory_capacity = capacity.cpu, capacity.gpu, capacity.memory_bytes
     costs = []
@@ -93,4 +113,4 @@ def steady_node(
             )
         )
         held_now[key] = [0.0, 0.0, 0.0, *entry[3:6], 0.0, 0.0, entry[HELD_NOW]]
-    return SteadyNode(records, rates, capacity, span[0], span[1], tuple(costs), attributed, held_now)
+    return SteadyNode(records, rates, capacity, span[0], span[1], tuple(costs), attributed, held_now, [window[1], 0.0])
