@@ -169,7 +169,18 @@ def rss_bytes() -> int:
     return 0
 
 
-def measure(nodes: int, allocations: int, scrapes: int) -> dict[str, object]:
+def openmetrics_encoder(encoder: str):
+    """The exporter's renderer, kept between scrapes, or prometheus-client's encoder (the reference)."""
+    if encoder == "prometheus-client":
+        from prometheus_client.openmetrics.exposition import generate_latest
+
+        return generate_latest
+    from raylens.web.exposition import ExpositionRenderer
+
+    return ExpositionRenderer().openmetrics
+
+
+def measure(nodes: int, allocations: int, scrapes: int, encoder: str = "renderer") -> dict[str, object]:
     import gc
 
     from prometheus_client import CollectorRegistry
@@ -184,7 +195,6 @@ def measure(nodes: int, allocations: int, scrapes: int) -> dict[str, object]:
     from raylens.cost.quotas import validate_quotas
     from raylens.cost.ray_source import observation_from_snapshot
     from raylens.gc_schedule import NO_AUTOMATIC_FULL_COLLECTIONS
-    from raylens.web.exposition import ExpositionRenderer
 
     baseline_rss = rss_bytes()
     snapshot = synthetic_snapshot(nodes, allocations)
@@ -228,7 +238,7 @@ def measure(nodes: int, allocations: int, scrapes: int) -> dict[str, object]:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ScrapeHealthCollector([collector]))
         rng = random.Random(11)
-        renderer = ExpositionRenderer()  # the exporter's /metrics renderer, kept between scrapes
+        render = openmetrics_encoder(encoder)
         # The exporter's garbage-collection regime (raylens.gc_schedule): what start-up built frozen,
         # no automatic full collections (it runs them between scrapes; not counted here).
         gc.collect()
@@ -246,7 +256,7 @@ def measure(nodes: int, allocations: int, scrapes: int) -> dict[str, object]:
             # One accounting step (off the scrape path in the exporter, on the refresher's thread)
             # plus the exposition a scrape serialises: the exporter's whole cost per snapshot.
             collector.account(observation_from_snapshot(current["snapshot"]))
-            body = renderer.openmetrics(registry)  # what Prometheus negotiates
+            body = render(registry)  # OpenMetrics: what Prometheus negotiates
             times.append(time.perf_counter() - started)
             cpu_times.append(time.process_time() - cpu_started)
             series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
@@ -277,16 +287,22 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), help="NODESxALLOCATIONS, e.g. 1000x10000")
     parser.add_argument("--scrapes", type=int, default=5, help="measured scrapes after the first (default 5)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument(
+        "--encoder",
+        choices=["renderer", "prometheus-client"],
+        default="renderer",
+        help="the exporter's cached renderer (default) or prometheus-client's encoder, for reference",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one size in this process
     args = parser.parse_args()
     if args.one:
         nodes, allocations = (int(part) for part in args.one.split("x"))
-        print(json.dumps(measure(nodes, allocations, args.scrapes)))
+        print(json.dumps(measure(nodes, allocations, args.scrapes, args.encoder)))
         return 0
     results = []
     for size in args.sizes:
         output = subprocess.run(
-            [sys.executable, __file__, "--one", size, "--scrapes", str(args.scrapes)],
+            [sys.executable, __file__, "--one", size, "--scrapes", str(args.scrapes), "--encoder", args.encoder],
             capture_output=True,
             text=True,
             check=True,
@@ -307,7 +323,7 @@ def main() -> int:
             f"{row['state_file_bytes'] / 2**20:>9.2f} {row['exposition_bytes'] / 2**20:>8.2f}"
         )
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    print(f"machine: {machine}; load average {os.getloadavg()[0]:.2f}")
+    print(f"machine: {machine}; load average {os.getloadavg()[0]:.2f}; encoder: {args.encoder}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     return 0
