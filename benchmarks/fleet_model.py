@@ -217,6 +217,7 @@ def node_exporter_series(node: Node, rng: random.Random) -> Iterator[tuple[str, 
             yield name, per_cpu
     name, total = series("raylens_node_cpu_not_busy_seconds_total", "", ("c", 0.0, 0.0))
     yield name, replace(total, parts=tuple(not_busy))
+    yield series("raylens_node_cpus", "", ("k", node_type.cpus, 0))
     yield series("raylens_node_load1", "", ("g", node_type.cpus * busy, 0.3))
     memory = node_type.memory_gib * 2**30
     yield series("raylens_node_memory_total_bytes", "", ("k", memory, 0))

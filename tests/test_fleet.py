@@ -156,9 +156,10 @@ def test_generated_node_matches_a_live_scrape(tmp_path: Path, monkeypatch: pytes
     assert not problems, "\n".join(problems)
 
 
-def test_generated_not_busy_counter_is_the_sum_of_its_per_cpu_series() -> None:
-    """The per-node counter agrees with the per-CPU series it sums, as the node collector's does, so
-    the recording rule gives the same utilisation over generated data as the expression it replaced."""
+def test_generated_per_node_cpu_series_agree_with_the_per_cpu_series() -> None:
+    """The per-node counter agrees with the per-CPU series it sums, and the CPU count with the CPUs they
+    name, as the node collector's do, so the recording rules give the same CPU count and utilisation over
+    generated data as the expressions they replaced."""
     node_type = next(node_type for node_type in fleet_model.NODE_TYPES if node_type.cpus >= 48)
     node = fleet_model.Node(
         slot=7, incarnation=2, type=node_type, market="spot", start=fleet.END - 86400, end=fleet.END
@@ -180,6 +181,14 @@ def test_generated_not_busy_counter_is_the_sum_of_its_per_cpu_series() -> None:
         for column in zip(*(fleet_model.series_values(series, times, fleet._phase) for series in per_cpu), strict=True)
     ]
     assert list(fleet_model.series_values(total, times, fleet._phase)) == pytest.approx(summed, rel=1e-12)
+    # The CPU count, like the collector's, is the number of CPUs the per-CPU series name.
+    (cpus,) = [series for name, series in generated if name == "raylens_node_cpus"]
+    cpu_labels = {
+        re.search(r'cpu="(\d+)"', series.labels).group(1)
+        for name, series in generated
+        if name == "raylens_node_cpu_seconds_total"
+    }
+    assert cpus.shape == ("k", len(cpu_labels), 0) and cpus.labels == total.labels
 
 
 def _synthetic_snapshot():

@@ -9,6 +9,7 @@ from collections import namedtuple
 from types import SimpleNamespace
 from typing import Any
 
+import psutil
 import pytest
 from exposition_check import scrape
 from prometheus_client import CollectorRegistry, generate_latest
@@ -128,6 +129,11 @@ def test_not_busy_seconds_sum_idle_iowait_and_steal_over_all_cpus(registry: Coll
     assert registry.get_sample_value("raylens_node_cpu_not_busy_seconds_total") == 2014.0
 
 
+def test_cpus_counts_the_per_cpu_entries(registry: CollectorRegistry) -> None:
+    assert registry.get_sample_value("raylens_node_cpus") == 2.0
+    assert "# TYPE raylens_node_cpus gauge" in scrape(registry)
+
+
 def test_memory_load_and_stat(registry: CollectorRegistry) -> None:
     value = registry.get_sample_value
     assert value("raylens_node_memory_total_bytes") == 8 << 30
@@ -195,6 +201,7 @@ def test_failing_section_is_counted_logged_and_isolated(
         text = generate_latest(registry).decode()
     assert "raylens_node_cpu_seconds_total" not in text
     assert "raylens_node_cpu_not_busy_seconds_total" not in text
+    assert "raylens_node_cpus" not in text
     assert "raylens_node_memory_total_bytes" in text  # the other sections still report
     assert 'raylens_scrape_collector_success{collector="node"} 0.0' in text
     assert 'raylens_scrape_collector_errors_total{collector="node"} 2.0' in text  # one per faulty scrape
@@ -240,4 +247,8 @@ def test_real_psutil_on_this_host() -> None:
     ]
     (not_busy,) = [sample.value for sample in samples if sample.name == "raylens_node_cpu_not_busy_seconds_total"]
     assert per_cpu and not_busy == pytest.approx(sum(per_cpu), rel=1e-12)
+    # ... and the CPU count is the number of CPUs those series name.
+    cpus = {sample.labels["cpu"] for sample in samples if sample.name == "raylens_node_cpu_seconds_total"}
+    (count,) = [sample.value for sample in samples if sample.name == "raylens_node_cpus"]
+    assert count == len(cpus) == len(psutil.cpu_times(percpu=True))
     assert registry.get_sample_value("raylens_node_memory_total_bytes") > 0

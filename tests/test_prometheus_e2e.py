@@ -45,6 +45,12 @@ def test_recording_rules_are_loaded_and_evaluate(stack) -> None:
     assert 0 <= float(cpu[0]["value"][1]) <= 1
     cpus = prometheus.wait_for("instance:raylens_node_num_cpu:sum")
     assert int(float(cpus[0]["value"][1])) == len(prometheus.query('raylens_node_cpu_seconds_total{mode="idle"}'))
+    # The rule reads the per-node gauge; the count it replaced gives the same labels (or the subtraction
+    # matches nothing) and value.
+    counted = 'count without (cpu, mode) (raylens_node_cpu_seconds_total{mode="idle"})'
+    (difference,) = prometheus.query(f"instance:raylens_node_num_cpu:sum - {counted}")
+    assert [difference["metric"]] == [series["metric"] for series in prometheus.query(counted)]
+    assert float(difference["value"][1]) == 0
 
 
 def test_cpu_utilisation_rule_equals_the_per_cpu_expression_it_replaced(stack) -> None:
