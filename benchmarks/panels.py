@@ -5,7 +5,7 @@ backfilled fleet (``benchmarks/fleet.py generate``).
     python benchmarks/panels.py --tsdb /tmp/fleet --json out.json --repeat 3
 
 Variables are substituted as Grafana would with every variable at "All": ``$__interval`` is the step
-(range / 1,000 points, at least the 15 s scrape interval), ``$__rate_interval`` is
+(range / the panel's maxDataPoints, 1,000 when it sets none, at least the 15 s scrape interval), ``$__rate_interval`` is
 max(step + 15 s, 4 x 15 s), ``$__range`` the range. Ranges end where the data ends. Each query runs
 ``--repeat`` times; the median wall time (client side, over HTTP) is reported with Prometheus's own
 count of samples it read (``stats=all``), which is what extrapolates to a larger fleet or a longer
@@ -100,9 +100,12 @@ def duration(text: str) -> float:
     return float(text[:-1]) * units[text[-1]]
 
 
-def grafana_values(range_seconds: float, interval: float = SCRAPE_INTERVAL) -> tuple[dict[str, str], float]:
-    """Grafana's built-in variables for a range, and the step it would ask for."""
-    step = max(interval, round(range_seconds / POINTS / interval) * interval)
+def grafana_values(
+    range_seconds: float, interval: float = SCRAPE_INTERVAL, points: int = POINTS
+) -> tuple[dict[str, str], float]:
+    """Grafana's built-in variables for a range, and the step it would ask for (``points``: the
+    panel's maxDataPoints)."""
+    step = max(interval, round(range_seconds / points / interval) * interval)
     rate_interval = max(step + interval, 4 * interval)
     return {
         "__interval": f"{int(step)}s",
@@ -150,8 +153,8 @@ def timed(url: str, where: str, range_name: str, expr: str, end: float, range_se
     return Timing(where, range_name, seconds, runs[-1][1], runs[-1][2], peak=runs[-1][3], server_seconds=server)
 
 
-def panel_queries() -> Iterator[tuple[str, str, str, bool, float]]:
-    """(where, expr with dashboard variables at All, panel range name, instant, default range)."""
+def panel_queries() -> Iterator[tuple[str, str, bool, float, int]]:
+    """(where, expr with dashboard variables at All, instant, default range, the panel's maxDataPoints)."""
     for built in build_dashboards(bundle_root()):
         dashboard = built.json
         default = duration(dashboard["time"]["from"].removeprefix("now-"))
@@ -162,7 +165,8 @@ def panel_queries() -> Iterator[tuple[str, str, str, bool, float]]:
                 if is_loki(target):
                     continue  # LogQL for Loki, not PromQL: no Loki runs here
                 where = f"{dashboard['uid'].removeprefix('raylens-')} / {panel['title']} / {target['refId']}"
-                yield where, substitute(target["expr"], values), target.get("instant", False), default
+                points = panel.get("maxDataPoints") or POINTS
+                yield where, substitute(target["expr"], values), target.get("instant", False), default, points
 
 
 def variable_queries() -> Iterator[tuple[str, str, str]]:
@@ -181,10 +185,10 @@ def variable_queries() -> Iterator[tuple[str, str, str]]:
 def time_panels(url: str, end: float, repeat: int, ranges: list[str], span: float) -> list[Timing]:
     """Each panel target at each range; ``span`` is how much history the TSDB holds."""
     timings = []
-    for where, expr, instant, default in panel_queries():
+    for where, expr, instant, default, points in panel_queries():
         for range_name in ranges:
             range_seconds = default if range_name == "default" else THIRTY_DAYS
-            builtins, step = grafana_values(range_seconds)
+            builtins, step = grafana_values(range_seconds, points=points)
             text = substitute(expr, builtins)
             timing = timed(url, where, range_name, text, end, range_seconds, step, instant, repeat)
             timing.scale = max(1.0, range_seconds / span)

@@ -176,15 +176,8 @@ dashboard = Board(
                 timeseries(
                     "Network errors and drops",
                     "Is any interface dropping or corrupting packets?",
-                    # Summed per node before adding: matching four rates per device was 4 s at 1,000 nodes.
-                    Query(
-                        " + ".join(
-                            f"sum by (instance) (rate(raylens_node_network_{counter}_total"
-                            f"{{{OUR_NODE}}}[$__rate_interval]))"
-                            for counter in ("receive_errs", "transmit_errs", "receive_drop", "transmit_drop")
-                        ),
-                        "{{instance}}",
-                    ),
+                    # The recording rule: adding four counters per device here took 2.2 s over 6 h at 1,000 nodes.
+                    Query(f"instance:raylens_node_network_errors_and_drops:rate5m{{{OUR_NODE}}}", "{{instance}}"),
                     "pps",
                     thresholds=ANY_IS_BAD,
                 ),

@@ -65,7 +65,7 @@ def test_every_panel_and_variable_returns_data(backfilled) -> None:
     # Windows of two scrape intervals at least, so that rate() and increase() have two samples.
     builtins = {"__interval": "120s", "__rate_interval": "240s", "__range": f"{int(range_seconds / 2)}s"}
     empty = []
-    for where, expr, instant, _default in panels.panel_queries():
+    for where, expr, instant, _default, _points in panels.panel_queries():
         text = panels.substitute(expr, builtins)
         if instant:
             body = requests.get(f"{url}/api/v1/query", params={"query": text, "time": end}, timeout=120).json()
@@ -104,7 +104,7 @@ def _scraped(text: str) -> dict[str, list[set[str]]]:
 
 def _read_by_dashboards_and_rules() -> set[str]:
     """Every metric name a dashboard panel, variable or rule reads."""
-    texts = [expr for _where, expr, _instant, _default in panels.panel_queries()]
+    texts = [expr for _where, expr, _instant, _default, _points in panels.panel_queries()]
     texts += [expr for _dashboard, _name, expr in panels.variable_queries()]
     for path in [*REPO.glob("recording-rules/*.yml"), *REPO.glob("alerting-rules/*.yml")]:
         texts += [rule["expr"] for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]

@@ -134,7 +134,7 @@ def _queries() -> Iterator[tuple[str, str, bool]]:
     """Every panel target, then every recording rule's output (what reports and alerts read)."""
     # Windows of two scrape intervals at least, so that increase() and rate() have two samples.
     builtins = {"__interval": f"{2 * INTERVAL}s", "__rate_interval": f"{4 * INTERVAL}s", "__range": "10s"}
-    for where, expr, instant, _default in panels.panel_queries():
+    for where, expr, instant, _default, _points in panels.panel_queries():
         yield where, panels.substitute(expr, builtins), instant
     for record, _expr in panels.recording_rules():
         yield f"rule {record}", record, True
