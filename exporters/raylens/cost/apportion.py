@@ -22,8 +22,23 @@ class Apportioned:
     node: dict[str, list[float]] = field(default_factory=dict)
     job: dict[JobKey, list[float]] = field(default_factory=dict)
     idle: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    # node -> effective_holdings' table, when asked for the holdings at the end (for rates and quotas)
+    # node -> effective_holdings' table, when asked for the holdings at the end (for rates and quotas);
+    # read only its *_NOW and HELD_NOW entries: a steady node's table has only those (cost/steady.py)
     alive: dict[str, dict[JobKey, list[float]]] = field(default_factory=dict)
+
+
+def add_cost(
+    totals: dict[JobKey, list[float]], key: JobKey, cost: float, storage_per_dollar: float, sent_per_dollar: float
+) -> None:
+    """Add ``cost`` (compute) to ``key``'s [compute, storage, network]: storage and egress on a node
+    follow its compute cost."""
+    costs = totals.get(key)
+    if costs is None:
+        totals[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
+    else:
+        costs[0] += cost
+        costs[1] += cost * storage_per_dollar
+        costs[2] += cost * sent_per_dollar
 
 
 def apportion(
@@ -131,13 +146,7 @@ def _apportion_node(
         cpu, gpu, memory = entry[CPU_S], entry[GPU_S], entry[MEMORY_S]
         cost = cpu * cpu_price + gpu * gpu_price + memory * memory_price
         attributed += cost
-        costs = job_costs.get(key)
-        if costs is None:
-            job_costs[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
-        else:
-            costs[0] += cost
-            costs[1] += cost * storage_per_dollar
-            costs[2] += cost * sent_per_dollar
+        add_cost(job_costs, key, cost, storage_per_dollar, sent_per_dollar)
         if record_explain is not None:
             low, high = entry[FIRST], entry[LAST]
             held_for = high - low
@@ -187,13 +196,7 @@ def _carry_over(
     spread = 1.0 + storage_per_dollar + sent_per_dollar
     for key, rate, _cpu_share, _gpu_share, _memory_share, _segments in cached.costs:
         cost = rate * duration
-        costs = job_costs.get(key)
-        if costs is None:
-            job_costs[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
-        else:
-            costs[0] += cost
-            costs[1] += cost * storage_per_dollar
-            costs[2] += cost * sent_per_dollar
+        add_cost(job_costs, key, cost, storage_per_dollar, sent_per_dollar)
     if record_explain is not None:
         pending = cached.explain_pending
         if -1e-6 < pending[0] - begin < 1e-6:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from raylens.cost.apportion import COMPUTE, KIND_NAMES
+from raylens.cost.apportion import COMPUTE, KIND_NAMES, add_cost
 from raylens.cost.attribution import IDLE_KEY
 from raylens.cost.holdings import CPU_NOW, GPU_NOW, HELD_NOW, MEMORY_NOW, JobKey, Record, held_at
 from raylens.cost.model import NodeSpan, Resources
@@ -98,13 +98,7 @@ def current_rates(
         if cached is not None and cached.held_now is held:
             attributed = cached.attributed
             for key, cost, _cpu, _gpu, _memory, _segments in cached.costs:
-                costs = job_rates.get(key)
-                if costs is None:
-                    job_rates[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
-                else:
-                    costs[0] += cost
-                    costs[1] += cost * storage_per_dollar
-                    costs[2] += cost * sent_per_dollar
+                add_cost(job_rates, key, cost, storage_per_dollar, sent_per_dollar)
         else:
             attributed = _job_rates(held, capacity, rates[node_id], storage_per_dollar, sent_per_dollar, job_rates)
         unheld = 1.0 - attributed / compute if compute > 0 else 1.0
@@ -179,11 +173,5 @@ def _job_rates(
             continue
         cost = entry[CPU_NOW] * cpu_price + entry[GPU_NOW] * gpu_price + entry[MEMORY_NOW] * memory_price
         attributed += cost
-        costs = job_rates.get(key)
-        if costs is None:
-            job_rates[key] = [cost, cost * storage_per_dollar, cost * sent_per_dollar]
-        else:
-            costs[0] += cost
-            costs[1] += cost * storage_per_dollar
-            costs[2] += cost * sent_per_dollar
+        add_cost(job_rates, key, cost, storage_per_dollar, sent_per_dollar)
     return attributed
