@@ -194,7 +194,7 @@ def measure(nodes: int, allocations: int, scrapes: int, encoder: str = "renderer
     from raylens.cost.pricing import NodePricer
     from raylens.cost.quotas import validate_quotas
     from raylens.cost.ray_source import observation_from_snapshot
-    from raylens.gc_schedule import NO_AUTOMATIC_FULL_COLLECTIONS
+    from raylens.gc_schedule import defer_full_collections
 
     baseline_rss = rss_bytes()
     snapshot = synthetic_snapshot(nodes, allocations)
@@ -241,10 +241,7 @@ def measure(nodes: int, allocations: int, scrapes: int, encoder: str = "renderer
         render = openmetrics_encoder(encoder)
         # The exporter's garbage-collection regime (raylens.gc_schedule): what start-up built frozen,
         # no automatic full collections (it runs them between scrapes; not counted here).
-        gc.collect()
-        gc.freeze()
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, NO_AUTOMATIC_FULL_COLLECTIONS)
+        defer_full_collections()
         times = []
         cpu_times = []
         series = 0

@@ -26,6 +26,17 @@ DEFAULT_INTERVAL_SECONDS = 30.0
 NO_AUTOMATIC_FULL_COLLECTIONS = 1_000_000_000
 
 
+def defer_full_collections() -> tuple[int, int, int]:
+    """Freeze what exists now out of later collections and stop automatic full ones (young ones go on);
+    returns the thresholds before (``FullCollections.stop`` puts them back). Benchmarks use it too."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = thresholds
+    gc.set_threshold(young, middle, NO_AUTOMATIC_FULL_COLLECTIONS)
+    return thresholds
+
+
 class FullCollections:
     def __init__(self, priority: ScrapePriority = SCRAPES, interval_seconds: float = DEFAULT_INTERVAL_SECONDS):
         self._priority = priority
@@ -34,14 +45,9 @@ class FullCollections:
         self._thread: threading.Thread | None = None
         self._thresholds = gc.get_threshold()
         self.collections = 0
-        self.last_duration_seconds = 0.0
 
     def start(self) -> None:
-        self._thresholds = gc.get_threshold()
-        gc.collect()
-        gc.freeze()
-        young, middle, _ = self._thresholds
-        gc.set_threshold(young, middle, NO_AUTOMATIC_FULL_COLLECTIONS)
+        self._thresholds = defer_full_collections()
         self._thread = threading.Thread(target=self._run, name="gc-between-scrapes", daemon=True)
         self._thread.start()
 
@@ -66,7 +72,5 @@ class FullCollections:
             last = time.monotonic()
 
     def _collect(self) -> None:
-        started = time.perf_counter()
         gc.collect()
-        self.last_duration_seconds = time.perf_counter() - started
         self.collections += 1
